@@ -1,0 +1,1 @@
+//! The carbon calculator function (being written).
