@@ -1,1 +1,1 @@
-//! The carbon calculator function (being written).
+//! Warm-up.

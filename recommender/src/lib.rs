@@ -1,1 +1,2 @@
 //! The recommender (being written).
+pub mod domain;
