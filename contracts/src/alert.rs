@@ -52,13 +52,19 @@ mod tests {
     #[test]
     fn the_same_reading_and_rule_give_the_same_id() {
         let event = Uuid::now_v7();
-        assert_eq!(RedAlert::derive_id(event, "absolute"), RedAlert::derive_id(event, "absolute"));
+        assert_eq!(
+            RedAlert::derive_id(event, "absolute"),
+            RedAlert::derive_id(event, "absolute")
+        );
     }
 
     #[test]
     fn another_rule_or_reading_gives_another_id() {
         let event = Uuid::now_v7();
-        assert_ne!(RedAlert::derive_id(event, "absolute"), RedAlert::derive_id(event, "baseline"));
+        assert_ne!(
+            RedAlert::derive_id(event, "absolute"),
+            RedAlert::derive_id(event, "baseline")
+        );
         assert_ne!(
             RedAlert::derive_id(event, "absolute"),
             RedAlert::derive_id(Uuid::now_v7(), "absolute")
@@ -78,7 +84,15 @@ mod tests {
             raised_at: Utc::now(),
         };
         let json = serde_json::to_value(&alert).expect("json");
-        for field in ["alertId", "eventId", "propertyId", "kwh", "threshold", "reason", "kgCo2e"] {
+        for field in [
+            "alertId",
+            "eventId",
+            "propertyId",
+            "kwh",
+            "threshold",
+            "reason",
+            "kgCo2e",
+        ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         assert!(json.get("raisedAt").is_some());

@@ -92,10 +92,14 @@ impl ConsumptionEvent {
             return Err(DecodeError::UnsupportedVersion(event.schema_version));
         }
         if !(event.kwh.is_finite() && event.kwh >= 0.0) {
-            return Err(DecodeError::Inconsistent("kwh must be finite and not negative"));
+            return Err(DecodeError::Inconsistent(
+                "kwh must be finite and not negative",
+            ));
         }
         if event.period_end <= event.period_start {
-            return Err(DecodeError::Inconsistent("periodEnd must be after periodStart"));
+            return Err(DecodeError::Inconsistent(
+                "periodEnd must be after periodStart",
+            ));
         }
         Ok(event)
     }
@@ -127,7 +131,10 @@ mod tests {
         assert_eq!(json["propertyId"], "house-1");
         assert_eq!(json["schemaVersion"], 1);
         assert_eq!(json["periodEnd"], "2026-03-29T02:30:00+01:00");
-        assert_eq!(ConsumptionEvent::from_json(&event.to_json()).expect("decodes"), event);
+        assert_eq!(
+            ConsumptionEvent::from_json(&event.to_json()).expect("decodes"),
+            event
+        );
     }
 
     #[test]
@@ -138,10 +145,14 @@ mod tests {
 
     #[test]
     fn kind_defaults_to_electricity_when_absent() {
-        let mut json: serde_json::Value = serde_json::from_slice(&sample().to_json()).expect("json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&sample().to_json()).expect("json");
         json.as_object_mut().expect("object").remove("kind");
         let bytes = serde_json::to_vec(&json).expect("json");
-        assert_eq!(ConsumptionEvent::from_json(&bytes).expect("decodes").kind, EnergyKind::Electricity);
+        assert_eq!(
+            ConsumptionEvent::from_json(&bytes).expect("decodes").kind,
+            EnergyKind::Electricity
+        );
     }
 
     #[test]
@@ -165,6 +176,10 @@ mod tests {
     #[test]
     fn rejects_garbage_with_the_json_reason() {
         let err = ConsumptionEvent::from_json(b"{not json").expect_err("must fail");
-        assert!(err.to_string().starts_with("value is not a ConsumptionEvent"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("value is not a ConsumptionEvent"),
+            "{err}"
+        );
     }
 }

@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn rejects_sixty_five_characters() {
-        assert_eq!(PropertyId::parse("a".repeat(65)), Err(PropertyIdError::TooLong(65)));
+        assert_eq!(
+            PropertyId::parse("a".repeat(65)),
+            Err(PropertyIdError::TooLong(65))
+        );
     }
 
     #[test]
@@ -110,7 +113,10 @@ mod tests {
     #[test]
     fn rejects_slashes_spaces_and_non_ascii() {
         for (input, bad) in [("a/b", '/'), ("a b", ' '), ("café", 'é'), ("a*", '*')] {
-            assert_eq!(PropertyId::parse(input), Err(PropertyIdError::BadCharacter(bad)));
+            assert_eq!(
+                PropertyId::parse(input),
+                Err(PropertyIdError::BadCharacter(bad))
+            );
         }
     }
 

@@ -48,7 +48,11 @@ impl Error {
         address: impl Into<String>,
         reason: impl ToString,
     ) -> Self {
-        Self::Unreachable { service, address: address.into(), reason: reason.to_string() }
+        Self::Unreachable {
+            service,
+            address: address.into(),
+            reason: reason.to_string(),
+        }
     }
 
     pub(crate) fn refused(
@@ -56,6 +60,10 @@ impl Error {
         action: impl Into<String>,
         reason: impl ToString,
     ) -> Self {
-        Self::Refused { service, action: action.into(), reason: reason.to_string() }
+        Self::Refused {
+            service,
+            action: action.into(),
+            reason: reason.to_string(),
+        }
     }
 }

@@ -79,7 +79,11 @@ impl TestKafka {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(Error::refused(SERVICE, format!("create topic {topic}"), code));
+                    return Err(Error::refused(
+                        SERVICE,
+                        format!("create topic {topic}"),
+                        code,
+                    ));
                 }
             }
         }
@@ -107,8 +111,9 @@ impl TestKafka {
         let bootstrap = self.bootstrap.clone();
         let topic = name.to_string();
         tokio::task::spawn_blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer =
-                config.create().map_err(|e| Error::unreachable(SERVICE, &bootstrap, e))?;
+            let consumer: rdkafka::consumer::BaseConsumer = config
+                .create()
+                .map_err(|e| Error::unreachable(SERVICE, &bootstrap, e))?;
             let metadata = consumer
                 .fetch_metadata(Some(&topic), TIMEOUT)
                 .map_err(|e| Error::unreachable(SERVICE, &bootstrap, e))?;

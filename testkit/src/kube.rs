@@ -27,7 +27,10 @@ impl TestNamespace {
         let client = client().await?;
         let name = unique_name(prefix);
         let namespace = Namespace {
-            metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
             ..Namespace::default()
         };
         Api::<Namespace>::all(client.clone())
@@ -48,8 +51,10 @@ pub async fn client() -> Result<Client> {
         .await
         .map_err(|e| Error::refused(SERVICE, format!("load kubeconfig {path}"), e))?;
     let address = config.cluster_url.to_string();
-    let client =
-        Client::try_from(config).map_err(|e| Error::unreachable(SERVICE, &address, e))?;
-    client.apiserver_version().await.map_err(|e| Error::unreachable(SERVICE, &address, e))?;
+    let client = Client::try_from(config).map_err(|e| Error::unreachable(SERVICE, &address, e))?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| Error::unreachable(SERVICE, &address, e))?;
     Ok(client)
 }

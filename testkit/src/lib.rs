@@ -56,20 +56,29 @@ mod tests {
         let a = unique_name("orders");
         let b = unique_name("orders");
         assert_ne!(a, b);
-        assert!(a.starts_with("orders-") && a.len() == "orders-".len() + 12, "{a}");
+        assert!(
+            a.starts_with("orders-") && a.len() == "orders-".len() + 12,
+            "{a}"
+        );
     }
 
     #[test]
     fn unique_names_are_valid_kubernetes_namespace_names() {
         let name = unique_name("it");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
     }
 
     #[test]
     fn a_missing_variable_names_the_service_and_how_to_start_it() {
         let err = service_var("PostgreSQL", "EP_TESTKIT_SURELY_UNSET").expect_err("unset");
         let text = err.to_string();
-        assert!(text.contains("PostgreSQL") && text.contains("EP_TESTKIT_SURELY_UNSET"), "{text}");
+        assert!(
+            text.contains("PostgreSQL") && text.contains("EP_TESTKIT_SURELY_UNSET"),
+            "{text}"
+        );
         assert!(text.contains("dev/services up"), "{text}");
     }
 }

@@ -82,6 +82,9 @@ mod tests {
 
     #[test]
     fn adds_a_database_to_a_url_without_one() {
-        assert_eq!(with_database("postgres://u@h:5", "t1"), "postgres://u@h:5/t1");
+        assert_eq!(
+            with_database("postgres://u@h:5", "t1"),
+            "postgres://u@h:5/t1"
+        );
     }
 }

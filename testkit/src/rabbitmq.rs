@@ -28,10 +28,15 @@ impl TestVhost {
 
         api.put(&format!("vhosts/{name}"), json!({})).await?;
         let permissions = json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        api.put(&format!("permissions/{name}/{}", api.user), permissions).await?;
+        api.put(&format!("permissions/{name}/{}", api.user), permissions)
+            .await?;
 
         let amqp_url = with_vhost(&amqp, &name);
-        Ok(Self { name, amqp_url, api })
+        Ok(Self {
+            name,
+            amqp_url,
+            api,
+        })
     }
 
     /// Opens an AMQP connection on the vhost.
@@ -66,7 +71,12 @@ impl ManagementApi {
         base.set_username("").ok();
         base.set_password(None).ok();
         crate::install_crypto_provider();
-        Ok(Self { base, user, password, http: reqwest::Client::new() })
+        Ok(Self {
+            base,
+            user,
+            password,
+            http: reqwest::Client::new(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -85,7 +95,11 @@ impl ManagementApi {
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
-            return Err(Error::refused(SERVICE, format!("PUT /api/{path}"), format!("{status} {text}")));
+            return Err(Error::refused(
+                SERVICE,
+                format!("PUT /api/{path}"),
+                format!("{status} {text}"),
+            ));
         }
         Ok(())
     }
@@ -102,7 +116,10 @@ impl ManagementApi {
         if !status.is_success() {
             return Err(Error::refused(SERVICE, format!("GET /api/{path}"), status));
         }
-        response.json().await.map_err(|e| Error::refused(SERVICE, format!("GET /api/{path}"), e))
+        response
+            .json()
+            .await
+            .map_err(|e| Error::refused(SERVICE, format!("GET /api/{path}"), e))
     }
 }
 
@@ -133,12 +150,18 @@ mod tests {
 
     #[test]
     fn replaces_the_default_vhost() {
-        assert_eq!(with_vhost("amqp://g:g@127.0.0.1:5/%2f", "t-1"), "amqp://g:g@127.0.0.1:5/t-1");
+        assert_eq!(
+            with_vhost("amqp://g:g@127.0.0.1:5/%2f", "t-1"),
+            "amqp://g:g@127.0.0.1:5/t-1"
+        );
     }
 
     #[test]
     fn adds_a_vhost_to_a_url_without_one() {
-        assert_eq!(with_vhost("amqp://g:g@127.0.0.1:5", "t-1"), "amqp://g:g@127.0.0.1:5/t-1");
+        assert_eq!(
+            with_vhost("amqp://g:g@127.0.0.1:5", "t-1"),
+            "amqp://g:g@127.0.0.1:5/t-1"
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@ async fn keyed_messages_keep_their_order_per_key_through_a_real_broker() -> anyh
             let topic = topic.clone();
             sends.push(async move {
                 let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e)
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| e)
             });
         }
     }
@@ -67,8 +70,13 @@ async fn keyed_messages_keep_their_order_per_key_through_a_real_broker() -> anyh
             .context("stream ended")??;
         let key = String::from_utf8(message.key().context("key")?.to_vec())?;
         let seq: usize = std::str::from_utf8(message.payload().context("payload")?)?.parse()?;
-        let partition = *partition_of.entry(key.clone()).or_insert(message.partition());
-        ensure!(partition == message.partition(), "key {key} moved between partitions");
+        let partition = *partition_of
+            .entry(key.clone())
+            .or_insert(message.partition());
+        ensure!(
+            partition == message.partition(),
+            "key {key} moved between partitions"
+        );
         seen.entry(key).or_default().push(seq);
         consumer.commit_message(&message, CommitMode::Sync)?;
     }
@@ -76,7 +84,10 @@ async fn keyed_messages_keep_their_order_per_key_through_a_real_broker() -> anyh
 
     for (key, seqs) in &seen {
         let expected: Vec<usize> = (0..PER_KEY).collect();
-        ensure!(seqs == &expected, "key {key} arrived out of order or incomplete: {seqs:?}");
+        ensure!(
+            seqs == &expected,
+            "key {key} arrived out of order or incomplete: {seqs:?}"
+        );
     }
     ensure!(seen.len() == KEYS, "saw {} keys", seen.len());
 
@@ -87,7 +98,10 @@ async fn keyed_messages_keep_their_order_per_key_through_a_real_broker() -> anyh
         .iter()
         .filter_map(|e| e.offset().to_raw())
         .sum();
-    ensure!(total == (KEYS * PER_KEY) as i64, "committed offsets add up to {total}");
+    ensure!(
+        total == (KEYS * PER_KEY) as i64,
+        "committed offsets add up to {total}"
+    );
     Ok(())
 }
 

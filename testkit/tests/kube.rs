@@ -19,9 +19,13 @@ async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = EnergyPlatform::crd();
     let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-        .await
-        .context("apply CRD")?;
+    crds.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("apply CRD")?;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -69,7 +73,11 @@ async fn an_energy_platform_round_trips_with_the_schema_defaults() -> anyhow::Re
     let api: Api<EnergyPlatform> = Api::namespaced(ns.client.clone(), &ns.name);
 
     let applied = api
-        .patch("home", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(platform("home", 3, 1.1)))
+        .patch(
+            "home",
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(platform("home", 3, 1.1)),
+        )
         .await
         .context("apply EnergyPlatform")?;
     ensure!(applied.metadata.generation == Some(1));
@@ -77,7 +85,11 @@ async fn an_energy_platform_round_trips_with_the_schema_defaults() -> anyhow::Re
     let read = api.get("home").await?;
     ensure!(read.spec.kafka.partitions == 3);
     // Defaults the API server filled in from the generated schema.
-    ensure!(read.spec.kafka.topic == "raw-consumption-events", "topic {}", read.spec.kafka.topic);
+    ensure!(
+        read.spec.kafka.topic == "raw-consumption-events",
+        "topic {}",
+        read.spec.kafka.topic
+    );
     ensure!(read.spec.rabbitmq.exchange == "energy.alerts");
     ensure!(read.spec.carbon_function.namespace == "openfaas-fn");
     ensure!(read.spec.thresholds.cooldown_secs == 3600);
@@ -92,12 +104,16 @@ async fn the_api_server_refuses_fewer_partitions_with_the_rules_message() -> any
     let api: Api<EnergyPlatform> = Api::namespaced(ns.client.clone(), &ns.name);
     let params = PatchParams::apply(FIELD_MANAGER);
 
-    api.patch("shrink", &params, &Patch::Apply(platform("shrink", 6, 1.1))).await?;
+    api.patch("shrink", &params, &Patch::Apply(platform("shrink", 6, 1.1)))
+        .await?;
     let err = api
         .patch("shrink", &params, &Patch::Apply(platform("shrink", 2, 1.1)))
         .await
         .expect_err("decreasing partitions must be refused");
-    ensure!(err.to_string().contains("may not decrease"), "unexpected error: {err}");
+    ensure!(
+        err.to_string().contains("may not decrease"),
+        "unexpected error: {err}"
+    );
     Ok(())
 }
 
@@ -112,6 +128,9 @@ async fn the_api_server_refuses_a_clear_ratio_above_the_trigger() -> anyhow::Res
         .create(&PostParams::default(), &object)
         .await
         .expect_err("clearRatio 2.0 above relativeFactor 1.5 must be refused");
-    ensure!(err.to_string().contains("clearRatio must be below"), "unexpected error: {err}");
+    ensure!(
+        err.to_string().contains("clearRatio must be below"),
+        "unexpected error: {err}"
+    );
     Ok(())
 }

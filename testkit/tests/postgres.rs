@@ -27,8 +27,7 @@ async fn insert_reading(
 }
 
 #[tokio::test]
-async fn billing_migrations_run_and_a_reading_commits_with_its_outbox_row() -> anyhow::Result<()>
-{
+async fn billing_migrations_run_and_a_reading_commits_with_its_outbox_row() -> anyhow::Result<()> {
     let db = TestDatabase::create("billing").await?;
     billing::store::migrate(&db.pool).await?;
     // A second run finds nothing to do: replicas run migrations on every start.
@@ -66,7 +65,9 @@ async fn a_rolled_back_transaction_leaves_neither_reading_nor_outbox_row() -> an
     insert_reading(&mut tx, Uuid::now_v7(), "house-2").await?;
     tx.rollback().await?;
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM readings").fetch_one(&db.pool).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM readings")
+        .fetch_one(&db.pool)
+        .await?;
     ensure!(count == 0, "{count} readings after rollback");
     Ok(())
 }
@@ -78,7 +79,10 @@ async fn the_schema_refuses_what_validation_should_have_caught() -> anyhow::Resu
 
     let mut conn = db.pool.acquire().await?;
     let bad_property = insert_reading(&mut conn, Uuid::now_v7(), "has space").await;
-    ensure!(bad_property.is_err(), "a property id with a space was stored");
+    ensure!(
+        bad_property.is_err(),
+        "a property id with a space was stored"
+    );
 
     let negative = sqlx::query(
         "INSERT INTO readings (event_id, property_id, kind, kwh, period_start, period_end, \
@@ -96,9 +100,12 @@ async fn each_test_database_starts_empty_and_apart() -> anyhow::Result<()> {
     let a = TestDatabase::create("apart").await?;
     let b = TestDatabase::create("apart").await?;
     ensure!(a.name != b.name && a.url != b.url);
-    sqlx::query("CREATE TABLE only_in_a (x int)").execute(&a.pool).await?;
-    let in_b: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('only_in_a')::text").fetch_one(&b.pool).await?;
+    sqlx::query("CREATE TABLE only_in_a (x int)")
+        .execute(&a.pool)
+        .await?;
+    let in_b: Option<String> = sqlx::query_scalar("SELECT to_regclass('only_in_a')::text")
+        .fetch_one(&b.pool)
+        .await?;
     ensure!(in_b.is_none(), "table leaked into another test's database");
     Ok(())
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use energy_contracts::names::{ALERT_EXCHANGE, ALL_RED_ALERTS, red_alert_routing_key};
 use energy_contracts::PropertyId;
+use energy_contracts::names::{ALERT_EXCHANGE, ALL_RED_ALERTS, red_alert_routing_key};
 use energy_testkit::rabbitmq::TestVhost;
 use futures::StreamExt;
 use lapin::options::{
@@ -27,7 +27,10 @@ async fn confirmed_persistent_messages_reach_a_bound_durable_queue_in_order() ->
     let connection = vhost.connect().await?;
     let channel = connection.create_channel().await?;
 
-    let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
         .exchange_declare(
             ALERT_EXCHANGE.into(),
@@ -38,7 +41,11 @@ async fn confirmed_persistent_messages_reach_a_bound_durable_queue_in_order() ->
         .await?;
     let queue = "red-alerts";
     channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
         .await?;
     channel
         .queue_bind(
@@ -49,7 +56,9 @@ async fn confirmed_persistent_messages_reach_a_bound_durable_queue_in_order() ->
             FieldTable::default(),
         )
         .await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
 
     // A property id with a dot: the `#` binding must still match its routing key.
     let property = PropertyId::parse("block.7")?;
@@ -58,14 +67,23 @@ async fn confirmed_persistent_messages_reach_a_bound_durable_queue_in_order() ->
             .basic_publish(
                 ALERT_EXCHANGE.into(),
                 red_alert_routing_key(&property).as_str().into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 seq.to_string().as_bytes(),
                 BasicProperties::default().with_delivery_mode(PERSISTENT),
             )
             .await?
             .await?;
-        ensure!(confirm.is_ack(), "message {seq} was not confirmed: {confirm:?}");
-        ensure!(confirm.take_message().is_none(), "message {seq} was returned as unroutable");
+        ensure!(
+            confirm.is_ack(),
+            "message {seq} was not confirmed: {confirm:?}"
+        );
+        ensure!(
+            confirm.take_message().is_none(),
+            "message {seq} was returned as unroutable"
+        );
     }
 
     let consumer_channel = connection.create_channel().await?;
@@ -89,7 +107,9 @@ async fn confirmed_persistent_messages_reach_a_bound_durable_queue_in_order() ->
     }
 
     // The management API sees the durable queue in this vhost, drained.
-    let info = vhost.api_get(&format!("queues/{}/{queue}", vhost.name)).await?;
+    let info = vhost
+        .api_get(&format!("queues/{}/{queue}", vhost.name))
+        .await?;
     ensure!(info["durable"] == true, "queue not durable: {info}");
     Ok(())
 }
@@ -102,9 +122,21 @@ async fn a_vhost_of_its_own_keeps_tests_apart() -> anyhow::Result<()> {
 
     let channel = a.connect().await?.create_channel().await?;
     channel
-        .queue_declare("only-in-a".into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .queue_declare(
+            "only-in-a".into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
         .await?;
-    ensure!(a.api_get(&format!("queues/{}/only-in-a", a.name)).await.is_ok());
-    ensure!(b.api_get(&format!("queues/{}/only-in-a", b.name)).await.is_err());
+    ensure!(
+        a.api_get(&format!("queues/{}/only-in-a", a.name))
+            .await
+            .is_ok()
+    );
+    ensure!(
+        b.api_get(&format!("queues/{}/only-in-a", b.name))
+            .await
+            .is_err()
+    );
     Ok(())
 }

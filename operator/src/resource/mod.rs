@@ -27,7 +27,8 @@ mod tests {
     use super::*;
 
     /// The committed CRD, compared byte for byte with what the types generate.
-    const COMMITTED_CRD: &str = include_str!("../../../crds/energyplatforms.energy.platform.dev.yaml");
+    const COMMITTED_CRD: &str =
+        include_str!("../../../crds/energyplatforms.energy.platform.dev.yaml");
 
     #[test]
     fn committed_crd_matches_the_rust_types() {
@@ -53,7 +54,10 @@ mod tests {
         assert!(yaml.contains("self.partitions >= oldSelf.partitions"));
         assert!(yaml.contains("self.clearRatio < self.relativeFactor"));
         for column in ["Ready", "Topic", "Partitions", "Age"] {
-            assert!(yaml.contains(&format!("name: {column}")), "missing column {column}");
+            assert!(
+                yaml.contains(&format!("name: {column}")),
+                "missing column {column}"
+            );
         }
     }
 }

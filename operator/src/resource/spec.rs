@@ -141,7 +141,10 @@ pub struct CarbonFunctionSpec {
     pub namespace: String,
     /// Function name.
     #[serde(default = "default_function_name")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Grid region used when a reading names none.
     #[serde(default = "default_region")]
