@@ -86,7 +86,11 @@ impl TryFrom<&ConsumptionEvent> for Reading {
     type Error = ReadingError;
 
     fn try_from(event: &ConsumptionEvent) -> Result<Self, Self::Error> {
-        Self::new(event.period_start.to_utc(), event.period_end.to_utc(), event.kwh)
+        Self::new(
+            event.period_start.to_utc(),
+            event.period_end.to_utc(),
+            event.kwh,
+        )
     }
 }
 
@@ -100,7 +104,9 @@ mod tests {
     use super::*;
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(rfc3339).expect("test instants are valid RFC 3339").to_utc()
+        DateTime::parse_from_rfc3339(rfc3339)
+            .expect("test instants are valid RFC 3339")
+            .to_utc()
     }
 
     #[test]

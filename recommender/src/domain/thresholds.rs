@@ -1,18 +1,21 @@
 //! The alert settings: the `thresholds` section of the `EnergyPlatform` spec, which the operator
 //! hands to the recommender in a ConfigMap as camelCase JSON or YAML.
 //!
+//! Field names and defaults follow the operator's `ThresholdsSpec`, so its ConfigMap reads here
+//! unchanged; `baselineFallback` exists only here and may be left out.
+//!
 //! Deserialising only checks shapes and names (unknown fields are refused, so a typo does not
 //! silently fall back to a default). [`Thresholds::validate`] checks the values and names the
 //! offending field; call it once after loading, before the settings reach the detector.
 //!
 //! ```yaml
-//! absoluteLimitKwhPerHour: 5.0
-//! baselineRatio: 1.5
-//! clearRatio: 1.2
-//! baselineWeeks: 8
-//! minBaselineWeeks: 3
+//! absoluteKwhPerHour: 5.0
+//! relativeFactor: 1.5
+//! clearRatio: 1.1
+//! baselineWeeks: 4
+//! minHistoryWeeks: 2
 //! baselineFallback: overallMedian
-//! cooldownSecs: 10800
+//! cooldownSecs: 3600
 //! timeZone: Europe/London
 //! ```
 
@@ -20,23 +23,25 @@ use chrono::TimeDelta;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-/// Default of [`Thresholds::baseline_ratio`]: usage must reach 1.5 × the property's usual
-/// level. This project's assumption, a starting point for operators to tune.
-pub const DEFAULT_BASELINE_RATIO: f64 = 1.5;
+/// Default of [`Thresholds::relative_factor`]: usage must exceed 1.5 × the property's usual
+/// level. This project's assumption (the operator's default too), a starting point to tune.
+pub const DEFAULT_RELATIVE_FACTOR: f64 = 1.5;
 
-/// Default of [`Thresholds::clear_ratio`]: a raised alert re-arms below 1.2 × the usual level.
-/// This project's assumption.
-pub const DEFAULT_CLEAR_RATIO: f64 = 1.2;
+/// Default of [`Thresholds::clear_ratio`]: a raised alert re-arms below 1.1 × the usual level.
+/// This project's assumption (the operator's default too).
+pub const DEFAULT_CLEAR_RATIO: f64 = 1.1;
 
-/// Default of [`Thresholds::baseline_weeks`]: two months of history. This project's assumption.
-pub const DEFAULT_BASELINE_WEEKS: u32 = 8;
+/// Default of [`Thresholds::baseline_weeks`]: four weeks of history. This project's assumption
+/// (the operator's default too).
+pub const DEFAULT_BASELINE_WEEKS: u32 = 4;
 
-/// Default of [`Thresholds::min_baseline_weeks`]. This project's assumption: with fewer than
-/// three values a median is no better than a single week.
-pub const DEFAULT_MIN_BASELINE_WEEKS: u32 = 3;
+/// Default of [`Thresholds::min_history_weeks`]: two weeks. This project's assumption (the
+/// operator's default too).
+pub const DEFAULT_MIN_HISTORY_WEEKS: u32 = 2;
 
-/// Default of [`Thresholds::cooldown_secs`]: three hours. This project's assumption.
-pub const DEFAULT_COOLDOWN_SECS: u64 = 3 * 3600;
+/// Default of [`Thresholds::cooldown_secs`]: one hour. This project's assumption (the
+/// operator's default too).
+pub const DEFAULT_COOLDOWN_SECS: u64 = 3600;
 
 /// Longest accepted [`Thresholds::baseline_weeks`]: one year, beyond which the "usual" level
 /// mixes seasons.
@@ -66,17 +71,17 @@ pub struct Thresholds {
     /// Absolute limit, in kWh per hour of the reading's interval (numerically kW). A reading is
     /// divided by its length before the comparison, so 1.5 kWh in 15 minutes (6 kWh/h) and
     /// 6 kWh in one hour are judged alike. Must be above 0.
-    pub absolute_limit_kwh_per_hour: f64,
+    pub absolute_kwh_per_hour: f64,
 
     /// Relative rule: a reading must also exceed this multiple of the property's baseline
     /// (when one exists). Must be above 1, or typical usage itself would alert.
-    #[serde(default = "default_baseline_ratio")]
-    pub baseline_ratio: f64,
+    #[serde(default = "default_relative_factor")]
+    pub relative_factor: f64,
 
     /// Hysteresis, as a multiple of the baseline: once raised, an alert re-arms only after
     /// usage falls below `clearRatio × baseline`. Without a baseline the same proportional band
-    /// applies below the absolute limit: `absoluteLimitKwhPerHour × clearRatio / baselineRatio`.
-    /// Must be above 0 and below `baselineRatio`.
+    /// applies below the absolute limit: `absoluteKwhPerHour × clearRatio / relativeFactor`.
+    /// Must be above 0 and below `relativeFactor`.
     #[serde(default = "default_clear_ratio")]
     pub clear_ratio: f64,
 
@@ -86,10 +91,10 @@ pub struct Thresholds {
 
     /// Minimum history before an hour-of-week baseline counts: the number of weeks that must
     /// hold readings for that hour of the week. 1 to `baselineWeeks`.
-    #[serde(default = "default_min_baseline_weeks")]
-    pub min_baseline_weeks: u32,
+    #[serde(default = "default_min_history_weeks")]
+    pub min_history_weeks: u32,
 
-    /// What is used while an hour of the week has fewer than `minBaselineWeeks` weeks.
+    /// What is used while an hour of the week has fewer than `minHistoryWeeks` weeks.
     #[serde(default)]
     pub baseline_fallback: BaselineFallback,
 
@@ -107,25 +112,27 @@ pub struct Thresholds {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ThresholdsError {
     /// The absolute limit was not a finite number above 0.
-    #[error("absoluteLimitKwhPerHour must be a finite number above 0; got {0}")]
+    #[error("absoluteKwhPerHour must be a finite number above 0; got {0}")]
     AbsoluteLimit(f64),
-    /// The baseline ratio was not a finite number above 1.
-    #[error("baselineRatio must be a finite number above 1; got {0}")]
-    BaselineRatio(f64),
-    /// The clear ratio was not above 0 and below the baseline ratio.
-    #[error("clearRatio must be above 0 and below baselineRatio ({baseline_ratio}); got {clear_ratio}")]
+    /// The relative factor was not a finite number above 1.
+    #[error("relativeFactor must be a finite number above 1; got {0}")]
+    RelativeFactor(f64),
+    /// The clear ratio was not above 0 and below the relative factor.
+    #[error(
+        "clearRatio must be above 0 and below relativeFactor ({relative_factor}); got {clear_ratio}"
+    )]
     ClearRatio {
         /// The rejected clear ratio.
         clear_ratio: f64,
-        /// The baseline ratio it must stay below.
-        baseline_ratio: f64,
+        /// The relative factor it must stay below.
+        relative_factor: f64,
     },
     /// The baseline window was shorter than a week or longer than [`MAX_BASELINE_WEEKS`].
     #[error("baselineWeeks must be between 1 and {MAX_BASELINE_WEEKS}; got {0}")]
     BaselineWeeks(u32),
     /// The minimum history was 0 or more weeks than the window holds.
-    #[error("minBaselineWeeks must be between 1 and baselineWeeks ({baseline_weeks}); got {min}")]
-    MinBaselineWeeks {
+    #[error("minHistoryWeeks must be between 1 and baselineWeeks ({baseline_weeks}); got {min}")]
+    MinHistoryWeeks {
         /// The rejected minimum.
         min: u32,
         /// The window it must fit in.
@@ -140,11 +147,11 @@ impl ThresholdsError {
     /// The offending field as the ConfigMap spells it, for a status condition or an error body.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::AbsoluteLimit(_) => "absoluteLimitKwhPerHour",
-            Self::BaselineRatio(_) => "baselineRatio",
+            Self::AbsoluteLimit(_) => "absoluteKwhPerHour",
+            Self::RelativeFactor(_) => "relativeFactor",
             Self::ClearRatio { .. } => "clearRatio",
             Self::BaselineWeeks(_) => "baselineWeeks",
-            Self::MinBaselineWeeks { .. } => "minBaselineWeeks",
+            Self::MinHistoryWeeks { .. } => "minHistoryWeeks",
             Self::CooldownSecs(_) => "cooldownSecs",
         }
     }
@@ -153,13 +160,13 @@ impl ThresholdsError {
 impl Thresholds {
     /// Settings with this project's defaults around the two values that have none: the
     /// absolute limit and the time zone.
-    pub fn new(absolute_limit_kwh_per_hour: f64, time_zone: Tz) -> Self {
+    pub fn new(absolute_kwh_per_hour: f64, time_zone: Tz) -> Self {
         Self {
-            absolute_limit_kwh_per_hour,
-            baseline_ratio: DEFAULT_BASELINE_RATIO,
+            absolute_kwh_per_hour,
+            relative_factor: DEFAULT_RELATIVE_FACTOR,
             clear_ratio: DEFAULT_CLEAR_RATIO,
             baseline_weeks: DEFAULT_BASELINE_WEEKS,
-            min_baseline_weeks: DEFAULT_MIN_BASELINE_WEEKS,
+            min_history_weeks: DEFAULT_MIN_HISTORY_WEEKS,
             baseline_fallback: BaselineFallback::default(),
             cooldown_secs: DEFAULT_COOLDOWN_SECS,
             time_zone,
@@ -168,20 +175,23 @@ impl Thresholds {
 
     /// Checks every value, reporting the first field that cannot work.
     pub fn validate(&self) -> Result<(), ThresholdsError> {
-        let limit = self.absolute_limit_kwh_per_hour;
+        let limit = self.absolute_kwh_per_hour;
         if !(limit.is_finite() && limit > 0.0) {
             return Err(ThresholdsError::AbsoluteLimit(limit));
         }
 
-        let baseline_ratio = self.baseline_ratio;
-        if !(baseline_ratio.is_finite() && baseline_ratio > 1.0) {
-            return Err(ThresholdsError::BaselineRatio(baseline_ratio));
+        let relative_factor = self.relative_factor;
+        if !(relative_factor.is_finite() && relative_factor > 1.0) {
+            return Err(ThresholdsError::RelativeFactor(relative_factor));
         }
 
         // NaN fails both comparisons, so it is refused here too.
         let clear_ratio = self.clear_ratio;
-        if !(clear_ratio > 0.0 && clear_ratio < baseline_ratio) {
-            return Err(ThresholdsError::ClearRatio { clear_ratio, baseline_ratio });
+        if !(clear_ratio > 0.0 && clear_ratio < relative_factor) {
+            return Err(ThresholdsError::ClearRatio {
+                clear_ratio,
+                relative_factor,
+            });
         }
 
         let weeks = self.baseline_weeks;
@@ -190,9 +200,12 @@ impl Thresholds {
         }
 
         // A minimum above the window could never be met, leaving the baseline off for good.
-        let min = self.min_baseline_weeks;
+        let min = self.min_history_weeks;
         if !(1..=weeks).contains(&min) {
-            return Err(ThresholdsError::MinBaselineWeeks { min, baseline_weeks: weeks });
+            return Err(ThresholdsError::MinHistoryWeeks {
+                min,
+                baseline_weeks: weeks,
+            });
         }
 
         if self.cooldown_secs > MAX_COOLDOWN_SECS {
@@ -215,16 +228,10 @@ impl Thresholds {
             .and_then(TimeDelta::try_seconds)
             .unwrap_or(TimeDelta::MAX)
     }
-
-    /// The fraction of the trigger level below which a raised alert re-arms
-    /// (`clearRatio / baselineRatio`, below 1 once validated).
-    pub fn clear_fraction(&self) -> f64 {
-        self.clear_ratio / self.baseline_ratio
-    }
 }
 
-fn default_baseline_ratio() -> f64 {
-    DEFAULT_BASELINE_RATIO
+fn default_relative_factor() -> f64 {
+    DEFAULT_RELATIVE_FACTOR
 }
 
 fn default_clear_ratio() -> f64 {
@@ -235,8 +242,8 @@ fn default_baseline_weeks() -> u32 {
     DEFAULT_BASELINE_WEEKS
 }
 
-fn default_min_baseline_weeks() -> u32 {
-    DEFAULT_MIN_BASELINE_WEEKS
+fn default_min_history_weeks() -> u32 {
+    DEFAULT_MIN_HISTORY_WEEKS
 }
 
 fn default_cooldown_secs() -> u64 {
@@ -254,11 +261,11 @@ mod tests {
     #[test]
     fn reads_every_field_from_camel_case_json() {
         let json = r#"{
-            "absoluteLimitKwhPerHour": 4.5,
-            "baselineRatio": 2.0,
+            "absoluteKwhPerHour": 4.5,
+            "relativeFactor": 2.0,
             "clearRatio": 1.25,
             "baselineWeeks": 6,
-            "minBaselineWeeks": 2,
+            "minHistoryWeeks": 2,
             "baselineFallback": "none",
             "cooldownSecs": 1800,
             "timeZone": "Asia/Kolkata"
@@ -269,11 +276,11 @@ mod tests {
         assert_eq!(
             thresholds,
             Thresholds {
-                absolute_limit_kwh_per_hour: 4.5,
-                baseline_ratio: 2.0,
+                absolute_kwh_per_hour: 4.5,
+                relative_factor: 2.0,
                 clear_ratio: 1.25,
                 baseline_weeks: 6,
-                min_baseline_weeks: 2,
+                min_history_weeks: 2,
                 baseline_fallback: BaselineFallback::None,
                 cooldown_secs: 1800,
                 time_zone: chrono_tz::Asia::Kolkata,
@@ -284,7 +291,7 @@ mod tests {
 
     #[test]
     fn reads_a_config_map_yaml_and_fills_in_the_defaults() {
-        let yaml = "absoluteLimitKwhPerHour: 5\ntimeZone: Europe/London\n";
+        let yaml = "absoluteKwhPerHour: 5\ntimeZone: Europe/London\n";
 
         let thresholds: Thresholds = serde_norway::from_str(yaml).expect("valid yaml");
 
@@ -293,8 +300,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_config_map_the_operator_writes_from_its_thresholds_spec() {
+        // Every field of the operator's ThresholdsSpec, at the operator's defaults.
+        let yaml = "\
+absoluteKwhPerHour: 5.0
+relativeFactor: 1.5
+clearRatio: 1.1
+baselineWeeks: 4
+minHistoryWeeks: 2
+cooldownSecs: 3600
+timeZone: UTC
+";
+
+        let thresholds: Thresholds = serde_norway::from_str(yaml).expect("valid yaml");
+
+        assert_eq!(thresholds, Thresholds::new(5.0, chrono_tz::UTC));
+        assert_eq!(thresholds.validate(), Ok(()));
+    }
+
+    #[test]
     fn a_misspelt_field_is_refused_rather_than_defaulted() {
-        let json = r#"{"absoluteLimitKwhPerHour": 5, "timeZone": "UTC", "coolDownSecs": 60}"#;
+        let json = r#"{"absoluteKwhPerHour": 5, "timeZone": "UTC", "coolDownSecs": 60}"#;
 
         let err = serde_json::from_str::<Thresholds>(json).expect_err("unknown field");
 
@@ -303,71 +329,113 @@ mod tests {
 
     #[test]
     fn an_unknown_time_zone_is_refused() {
-        let json = r#"{"absoluteLimitKwhPerHour": 5, "timeZone": "Europe/Atlantis"}"#;
+        let json = r#"{"absoluteKwhPerHour": 5, "timeZone": "Europe/Atlantis"}"#;
 
         assert!(serde_json::from_str::<Thresholds>(json).is_err());
     }
 
     #[test]
-    fn a_clear_ratio_at_the_baseline_ratio_is_refused_and_named() {
-        let thresholds = Thresholds { clear_ratio: 1.5, ..london() };
+    fn a_clear_ratio_at_the_relative_factor_is_refused_and_named() {
+        let thresholds = Thresholds {
+            clear_ratio: 1.5,
+            ..london()
+        };
 
         let err = thresholds.validate().expect_err("no hysteresis band");
 
-        assert_eq!(err, ThresholdsError::ClearRatio { clear_ratio: 1.5, baseline_ratio: 1.5 });
+        assert_eq!(
+            err,
+            ThresholdsError::ClearRatio {
+                clear_ratio: 1.5,
+                relative_factor: 1.5
+            }
+        );
         assert_eq!(err.field(), "clearRatio");
         assert_eq!(
             err.to_string(),
-            "clearRatio must be above 0 and below baselineRatio (1.5); got 1.5"
+            "clearRatio must be above 0 and below relativeFactor (1.5); got 1.5"
         );
     }
 
     #[test]
     fn a_zero_or_nan_clear_ratio_is_refused() {
         for clear_ratio in [0.0, f64::NAN] {
-            let err = Thresholds { clear_ratio, ..london() }.validate().expect_err("bad ratio");
+            let err = Thresholds {
+                clear_ratio,
+                ..london()
+            }
+            .validate()
+            .expect_err("bad ratio");
             assert_eq!(err.field(), "clearRatio");
         }
     }
 
     #[test]
-    fn a_baseline_ratio_of_one_is_refused_because_usual_usage_would_alert() {
-        let err = Thresholds { baseline_ratio: 1.0, ..london() }.validate().expect_err("ratio");
+    fn a_relative_factor_of_one_is_refused_because_usual_usage_would_alert() {
+        let err = Thresholds {
+            relative_factor: 1.0,
+            ..london()
+        }
+        .validate()
+        .expect_err("ratio");
 
-        assert_eq!(err, ThresholdsError::BaselineRatio(1.0));
-        assert_eq!(err.field(), "baselineRatio");
+        assert_eq!(err, ThresholdsError::RelativeFactor(1.0));
+        assert_eq!(err.field(), "relativeFactor");
     }
 
     #[test]
     fn a_zero_negative_or_infinite_absolute_limit_is_refused() {
         for limit in [0.0, -1.0, f64::INFINITY] {
-            let thresholds = Thresholds { absolute_limit_kwh_per_hour: limit, ..london() };
+            let thresholds = Thresholds {
+                absolute_kwh_per_hour: limit,
+                ..london()
+            };
             let err = thresholds.validate().expect_err("bad limit");
-            assert_eq!(err.field(), "absoluteLimitKwhPerHour");
+            assert_eq!(err.field(), "absoluteKwhPerHour");
         }
     }
 
     #[test]
     fn a_window_of_zero_or_more_than_fifty_two_weeks_is_refused() {
         for weeks in [0, 53] {
-            let thresholds = Thresholds { baseline_weeks: weeks, min_baseline_weeks: 1, ..london() };
-            assert_eq!(thresholds.validate(), Err(ThresholdsError::BaselineWeeks(weeks)));
+            let thresholds = Thresholds {
+                baseline_weeks: weeks,
+                min_history_weeks: 1,
+                ..london()
+            };
+            assert_eq!(
+                thresholds.validate(),
+                Err(ThresholdsError::BaselineWeeks(weeks))
+            );
         }
     }
 
     #[test]
     fn a_minimum_history_longer_than_the_window_is_refused() {
-        let thresholds = Thresholds { baseline_weeks: 4, min_baseline_weeks: 5, ..london() };
+        let thresholds = Thresholds {
+            baseline_weeks: 4,
+            min_history_weeks: 5,
+            ..london()
+        };
 
         let err = thresholds.validate().expect_err("minimum never met");
 
-        assert_eq!(err, ThresholdsError::MinBaselineWeeks { min: 5, baseline_weeks: 4 });
-        assert_eq!(err.field(), "minBaselineWeeks");
+        assert_eq!(
+            err,
+            ThresholdsError::MinHistoryWeeks {
+                min: 5,
+                baseline_weeks: 4
+            }
+        );
+        assert_eq!(err.field(), "minHistoryWeeks");
     }
 
     #[test]
     fn a_cooldown_given_in_milliseconds_by_mistake_is_refused() {
-        let thresholds = Thresholds { cooldown_secs: 3_600_000_000, ..london() };
+        let thresholds = Thresholds {
+            cooldown_secs: 3_600_000_000,
+            ..london()
+        };
 
         let err = thresholds.validate().expect_err("too long");
 
@@ -376,14 +444,8 @@ mod tests {
     }
 
     #[test]
-    fn the_clear_fraction_is_the_clear_ratio_over_the_baseline_ratio() {
-        // 1.2 / 1.5: an alert raised at 10 kWh/h re-arms below 8 kWh/h.
-        assert!((london().clear_fraction() - 0.8).abs() < 1e-12);
-    }
-
-    #[test]
     fn durations_follow_the_settings() {
-        assert_eq!(london().baseline_window(), TimeDelta::weeks(8));
-        assert_eq!(london().cooldown(), TimeDelta::hours(3));
+        assert_eq!(london().baseline_window(), TimeDelta::weeks(4));
+        assert_eq!(london().cooldown(), TimeDelta::hours(1));
     }
 }
