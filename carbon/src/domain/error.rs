@@ -99,14 +99,23 @@ mod tests {
 
     #[test]
     fn an_unknown_region_is_blamed_on_the_region_field() {
-        let err = CalcError::from(LookupError::UnknownRegion { region: "XX".into(), known: vec!["GB"] });
-        assert_eq!((err.code(), err.field().as_str()), ("unknown_region", "region"));
+        let err = CalcError::from(LookupError::UnknownRegion {
+            region: "XX".into(),
+            known: vec!["GB"],
+        });
+        assert_eq!(
+            (err.code(), err.field().as_str()),
+            ("unknown_region", "region")
+        );
         assert_eq!(err.to_string(), "unknown region `XX`; known regions: GB");
     }
 
     #[test]
     fn an_intensity_error_points_at_its_position_in_the_list() {
-        let err = CalcError::InvalidIntensity { index: 3, grams: -1.0 };
+        let err = CalcError::InvalidIntensity {
+            index: 3,
+            grams: -1.0,
+        };
         assert_eq!(err.field(), "intensities[3].gramsPerKwh");
         assert_eq!(err.code(), "invalid_intensity");
     }

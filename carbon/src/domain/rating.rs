@@ -49,9 +49,15 @@ mod tests {
 
     #[test]
     fn bands_rise_with_the_letter() {
-        let bounds: Vec<f64> = BAND_UPPER_BOUNDS_G_PER_KWH.iter().map(|(_, upper)| *upper).collect();
+        let bounds: Vec<f64> = BAND_UPPER_BOUNDS_G_PER_KWH
+            .iter()
+            .map(|(_, upper)| *upper)
+            .collect();
         assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]));
-        let letters: Vec<Rating> = BAND_UPPER_BOUNDS_G_PER_KWH.iter().map(|(r, _)| *r).collect();
+        let letters: Vec<Rating> = BAND_UPPER_BOUNDS_G_PER_KWH
+            .iter()
+            .map(|(r, _)| *r)
+            .collect();
         assert!(letters.windows(2).all(|pair| pair[0] < pair[1]));
     }
 }

@@ -1,6 +1,6 @@
 //! The cited default emission factors and how a request picks one.
 //!
-//! - [`table`]: the numbers, each with region, year, basis, unit, source and licence.
+//! - `table`: the numbers, each with region, year, basis, unit, source and licence.
 //! - [`units`]: the conversions from publishers' units to kgCO2e per kWh.
 //! - [`lookup`]: region code + energy kind + reporting year -> one [`Factor`].
 //!
@@ -166,7 +166,11 @@ pub fn canonical_region(code: &str) -> Result<&'static str, LookupError> {
 }
 
 /// The factor for `kind` in `region` for a reading in `year` (the most recent when `None`).
-pub fn lookup(kind: EnergyKind, region: &str, year: Option<i32>) -> Result<&'static Factor, LookupError> {
+pub fn lookup(
+    kind: EnergyKind,
+    region: &str,
+    year: Option<i32>,
+) -> Result<&'static Factor, LookupError> {
     let region = canonical_region(region)?;
     match kind {
         EnergyKind::Electricity => Ok(select_year(rows(kind, region), year)
@@ -190,11 +194,15 @@ pub fn gas_kg_for_cubic_metres(
     cubic_metres: f64,
 ) -> Result<Option<f64>, LookupError> {
     let factor = lookup(EnergyKind::Gas, region, year)?;
-    Ok(factor.kg_co2e_per_cubic_metre.map(|per_m3| per_m3 * cubic_metres))
+    Ok(factor
+        .kg_co2e_per_cubic_metre
+        .map(|per_m3| per_m3 * cubic_metres))
 }
 
 fn rows(kind: EnergyKind, region: &str) -> impl Iterator<Item = &'static Factor> + Clone {
-    table::FACTORS.iter().filter(move |factor| factor.kind == kind && factor.region == region)
+    table::FACTORS
+        .iter()
+        .filter(move |factor| factor.kind == kind && factor.region == region)
 }
 
 /// The year rule of the module docs, applied to the rows of one region and kind.
@@ -202,19 +210,20 @@ fn select_year(
     rows: impl Iterator<Item = &'static Factor> + Clone,
     year: Option<i32>,
 ) -> Option<&'static Factor> {
-    let latest = || rows.clone().max_by_key(|factor| factor.year);
     match year {
-        None => latest(),
+        None => rows.max_by_key(|factor| factor.year),
         Some(year) => rows
             .clone()
             .filter(|factor| factor.year <= year)
             .max_by_key(|factor| factor.year)
-            .or_else(|| rows.clone().min_by_key(|factor| factor.year)),
+            .or_else(|| rows.min_by_key(|factor| factor.year)),
     }
 }
 
 fn country_of(region: &'static str) -> &'static str {
-    region.split_once('-').map_or(region, |(country, _)| country)
+    region
+        .split_once('-')
+        .map_or(region, |(country, _)| country)
 }
 
 fn distinct_regions(kind: EnergyKind) -> Vec<&'static str> {
@@ -274,7 +283,11 @@ mod tests {
     #[test]
     fn a_hundred_cubic_metres_of_gb_gas_in_2025_is_202_633_kg() {
         let kg = gas_kg_for_cubic_metres("GB", Some(2025), 100.0).expect("GB has gas");
-        assert!(close(kg.expect("DESNZ publishes a per-m3 factor"), 202.633, 1e-9));
+        assert!(close(
+            kg.expect("DESNZ publishes a per-m3 factor"),
+            202.633,
+            1e-9
+        ));
     }
 
     #[test]
@@ -282,7 +295,10 @@ mod tests {
         let factor = lookup(EnergyKind::Gas, "GB", Some(2025)).expect("GB has gas");
         let kwh_per_m3 = factor.kg_co2e_per_cubic_metre.expect("per-m3 factor") / 0.182_31;
         let calorific_value = kwh_per_m3 * units::MJ_PER_KWH / units::GAS_VOLUME_CORRECTION;
-        assert!((38.0..=41.0).contains(&calorific_value), "{calorific_value}");
+        assert!(
+            (38.0..=41.0).contains(&calorific_value),
+            "{calorific_value}"
+        );
     }
 
     #[test]
@@ -305,13 +321,23 @@ mod tests {
         let err = lookup(EnergyKind::Gas, "DE", None).expect_err("no German gas factor ships");
         assert_eq!(
             err,
-            LookupError::UnknownGasRegion { region: "DE", country: "DE", covered: vec!["GB", "US"] }
+            LookupError::UnknownGasRegion {
+                region: "DE",
+                country: "DE",
+                covered: vec!["GB", "US"]
+            }
         );
     }
 
     #[test]
     fn iea_country_figures_are_grams_of_co2_per_kwh() {
-        let expected = [("EU", 0.264), ("DE", 0.384), ("PL", 0.748), ("FR", 0.060), ("SE", 0.034)];
+        let expected = [
+            ("EU", 0.264),
+            ("DE", 0.384),
+            ("PL", 0.748),
+            ("FR", 0.060),
+            ("SE", 0.034),
+        ];
         for (region, kg_per_kwh) in expected {
             let factor = electricity(region, 2021);
             assert_eq!(factor.year, 2021);
@@ -362,8 +388,14 @@ mod tests {
     #[test]
     fn every_factor_carries_a_source_a_licence_and_a_positive_finite_value() {
         for factor in all() {
-            assert!(!factor.source.is_empty() && !factor.licence.is_empty(), "{factor:?}");
-            assert!(factor.kg_per_kwh().is_finite() && factor.kg_per_kwh() > 0.0, "{factor:?}");
+            assert!(
+                !factor.source.is_empty() && !factor.licence.is_empty(),
+                "{factor:?}"
+            );
+            assert!(
+                factor.kg_per_kwh().is_finite() && factor.kg_per_kwh() > 0.0,
+                "{factor:?}"
+            );
             assert_ne!(factor.basis, EmissionBasis::Supplied, "{factor:?}");
         }
     }
@@ -372,7 +404,9 @@ mod tests {
     fn no_region_has_two_factors_for_the_same_kind_and_year() {
         for (index, factor) in all().iter().enumerate() {
             let twin = all()[index + 1..].iter().find(|other| {
-                other.region == factor.region && other.kind == factor.kind && other.year == factor.year
+                other.region == factor.region
+                    && other.kind == factor.kind
+                    && other.year == factor.year
             });
             assert!(twin.is_none(), "{factor:?}");
         }

@@ -27,8 +27,13 @@ const SDES_IEA_2021: &str =
     "SDES (French Ministry statistics service), Chiffres clés du climat, after IEA data for 2021";
 
 /// One grid-electricity factor published per kWh by a national table.
-const fn grid(region: &'static str, year: i32, published: Published, source: &'static str,
-    licence: &'static str) -> Factor {
+const fn grid(
+    region: &'static str,
+    year: i32,
+    published: Published,
+    source: &'static str,
+    licence: &'static str,
+) -> Factor {
     Factor {
         region,
         year,
@@ -41,23 +46,29 @@ const fn grid(region: &'static str, year: i32, published: Published, source: &'s
     }
 }
 
+/// A DESNZ "UK electricity" factor: electricity generated, kgCO2e/kWh, one table per year.
+const fn desnz(year: i32, kg_per_kwh: f64, source: &'static str) -> Factor {
+    let published = Published::new(kg_per_kwh, Unit::KgCo2ePerKwh);
+    grid("GB", year, published, source, DESNZ_LICENCE)
+}
+
 /// An eGRID2022 subregion (or US total) output rate, published in lb CO2/MWh.
 const fn egrid(region: &'static str, pounds_per_mwh: f64) -> Factor {
-    grid(region, 2022, Published::new(pounds_per_mwh, Unit::LbCo2PerMwh), EGRID_2022, EPA_LICENCE)
+    let published = Published::new(pounds_per_mwh, Unit::LbCo2PerMwh);
+    grid(region, 2022, published, EGRID_2022, EPA_LICENCE)
 }
 
 /// An IEA 2021 country (or EU) figure as quoted by SDES, in gCO2/kWh.
 const fn iea_2021(region: &'static str, grams_per_kwh: f64) -> Factor {
-    grid(region, 2021, Published::new(grams_per_kwh, Unit::GCo2PerKwh), SDES_IEA_2021,
-        SDES_IEA_LICENCE)
+    let published = Published::new(grams_per_kwh, Unit::GCo2PerKwh);
+    grid(region, 2021, published, SDES_IEA_2021, SDES_IEA_LICENCE)
 }
 
 /// The table itself. Order is for readers only; look-ups do not depend on it.
 pub(super) const FACTORS: &[Factor] = &[
-    // UK: DESNZ "UK electricity", electricity generated, kgCO2e/kWh; one table per year.
-    grid("GB", 2023, Published::new(0.207_074, Unit::KgCo2ePerKwh), DESNZ_2023, DESNZ_LICENCE),
-    grid("GB", 2024, Published::new(0.207_05, Unit::KgCo2ePerKwh), DESNZ_2024, DESNZ_LICENCE),
-    grid("GB", 2025, Published::new(0.177_00, Unit::KgCo2ePerKwh), DESNZ_2025, DESNZ_LICENCE),
+    desnz(2023, 0.207_074, DESNZ_2023),
+    desnz(2024, 0.207_05, DESNZ_2024),
+    desnz(2025, 0.177_00, DESNZ_2025),
     // UK natural gas, gross calorific value, burnt on site; DESNZ also states it per m3.
     Factor {
         region: "GB",
@@ -89,7 +100,13 @@ pub(super) const FACTORS: &[Factor] = &[
         licence: EPA_LICENCE,
     },
     // EU-27 grid average from the EEA indicator (CO2e), then IEA 2021 figures (CO2 only).
-    grid("EU", 2018, Published::new(281.0, Unit::GCo2ePerKwh), EEA_INTENSITY, EEA_LICENCE),
+    grid(
+        "EU",
+        2018,
+        Published::new(281.0, Unit::GCo2ePerKwh),
+        EEA_INTENSITY,
+        EEA_LICENCE,
+    ),
     iea_2021("EU", 264.0),
     iea_2021("DE", 384.0),
     iea_2021("FR", 60.0),
