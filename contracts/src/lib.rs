@@ -7,6 +7,7 @@
 //! - [`carbon`]: the request and answer of the carbon calculator function.
 //! - [`property`]: the validated property identifier that keys all of the above.
 //! - [`names`]: topic, exchange, routing-key and header names.
+//! - [`trace`]: the W3C trace context that follows a reading through every service.
 //!
 //! Field names on the wire are camelCase JSON, as DESIGN.md section 3 states them. Changing a
 //! field here changes a contract: bump [`event::SCHEMA_VERSION`] and tell the readers.
@@ -16,6 +17,7 @@ pub mod carbon;
 pub mod event;
 pub mod names;
 pub mod property;
+pub mod trace;
 
 pub use alert::RedAlert;
 pub use carbon::{CarbonRequest, CarbonResponse, EmissionBasis, EmissionFactor, Rating};

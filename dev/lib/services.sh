@@ -40,6 +40,13 @@ max_connections = 300
 fsync = off
 full_page_writes = off
 EOF
+    postgres_launch
+}
+
+# Starts the server on the existing data folder (also used by tests that restart PostgreSQL).
+postgres_launch() {
+    require_free_port "$EP_POSTGRES_PORT" PostgreSQL EP_POSTGRES_PORT
+    local dir="$EP_DATA/postgres" logfile="$EP_LOGS/postgres.log"
     runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$dir" -l "$logfile" -w -t 60 start \
         >/dev/null 2>&1 || start_failed postgres "$logfile" "pg_ctl start failed"
     record_pid postgres "$(head -n1 "$dir/postmaster.pid")"
@@ -92,11 +99,19 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $EP_RABBITMQ_MGMT_PORT
 loopback_users.guest = true
 EOF
+    rabbitmq_launch
+}
+
+# Starts the node on the existing data folder (also used by tests that restart RabbitMQ).
+rabbitmq_launch() {
+    require_free_port "$EP_RABBITMQ_PORT" RabbitMQ EP_RABBITMQ_PORT
+    require_free_port "$EP_EPMD_PORT" "RabbitMQ's epmd" EP_EPMD_PORT
+    local logfile="$EP_LOGS/rabbitmq.log"
     (
         rabbitmq_vars
         epmd -address 127.0.0.1 -port "$EP_EPMD_PORT" >"$EP_LOGS/epmd.log" 2>&1 &
         echo $! >"$(pid_file epmd)"
-        setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$logfile" 2>&1 </dev/null &
+        setsid /usr/lib/rabbitmq/bin/rabbitmq-server >>"$logfile" 2>&1 </dev/null &
         echo $! >"$(pid_file rabbitmq)"
     )
     # await_startup can return before the node registers; the ports are the real signal.
@@ -162,6 +177,7 @@ kafka_start() {
 
 # Starts the broker on the existing data folder (also used by tests that restart Kafka).
 kafka_launch() {
+    require_free_port "$EP_KAFKA_PORT" Kafka EP_KAFKA_PORT
     local logfile="$EP_LOGS/kafka.log"
     # shellcheck disable=SC2046 # the options are single words
     setsid java $(kafka_java_opts) -cp "$(kafka_libs)/*" kafka.Kafka \
@@ -262,7 +278,14 @@ kube_start() {
     fresh_dir "$dir"
     kube_certs "$pki"
     write_kubeconfig "$pki"
+    kube_launch
+}
 
+# Starts etcd and the API server on the existing data folder and certificates.
+kube_launch() {
+    local dir pki
+    dir=$(kube_dir)
+    pki="$dir/pki"
     local etcd_url="http://127.0.0.1:$EP_ETCD_PORT" peer_url="http://127.0.0.1:$EP_ETCD_PEER_PORT"
     setsid "$(etcd_bin_dir)/etcd" --name energy-dev --data-dir "$dir/etcd" \
         --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod kube;
 pub mod postgres;
 pub mod rabbitmq;
+pub mod services;
 
 pub use error::{Error, Result};
 
