@@ -1,0 +1,85 @@
+//! The operator binary.
+//!
+//! - `operator provision --file platform.yaml --amqp-url ...`: converges the Kafka topic and
+//!   the RabbitMQ topology of an EnergyPlatform resource file with the operator's own code,
+//!   without a cluster (used by `dev/up`); `--delete` removes them as `deletionPolicy: Delete`
+//!   would.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use operator::EnergyPlatform;
+use operator::provision::{KafkaProvisioner, RabbitProvisioner};
+
+/// EnergyPlatform operator.
+#[derive(Debug, Parser)]
+#[command(name = "operator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Provision the Kafka topic and RabbitMQ topology of a resource file, without a cluster.
+    Provision {
+        /// EnergyPlatform resource (YAML or JSON).
+        #[arg(long, short = 'f', env = "PLATFORM_FILE")]
+        file: PathBuf,
+        /// Kafka bootstrap servers, instead of the file's `spec.kafka.bootstrapServers`.
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        kafka_bootstrap: Option<String>,
+        /// AMQP URI (the value the file's `rabbitmq.uriSecretRef` names in a cluster).
+        #[arg(long, env = "AMQP_URL")]
+        amqp_url: String,
+        /// Remove the topic and topology instead.
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    match Cli::parse().command {
+        Command::Provision {
+            file,
+            kafka_bootstrap,
+            amqp_url,
+            delete,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let mut platform: EnergyPlatform = serde_norway::from_str(&text)
+                .with_context(|| format!("{} is not an EnergyPlatform", file.display()))?;
+            if let Some(bootstrap) = kafka_bootstrap {
+                platform.spec.kafka.bootstrap_servers = bootstrap;
+            }
+            let kafka = KafkaProvisioner::new(&platform.spec.kafka.bootstrap_servers)?;
+            let rabbit = RabbitProvisioner::connect(&amqp_url).await?;
+            if delete {
+                kafka.delete(&platform.spec.kafka).await?;
+                rabbit.delete(&platform.spec.rabbitmq).await?;
+            } else {
+                let outcome = kafka.ensure(&platform.spec.kafka).await?;
+                rabbit.ensure(&platform.spec.rabbitmq).await?;
+                println!(
+                    "topic {} ready with {} partitions; exchange {} and queue {} ready",
+                    platform.spec.kafka.topic,
+                    outcome.partitions,
+                    platform.spec.rabbitmq.exchange,
+                    platform.spec.rabbitmq.alert_queue
+                );
+            }
+        }
+    }
+    Ok(())
+}
