@@ -4,6 +4,8 @@
 //!   the RabbitMQ topology of an EnergyPlatform resource file with the operator's own code,
 //!   without a cluster (used by `dev/up`); `--delete` removes them as `deletionPolicy: Delete`
 //!   would.
+//! - `operator thresholds --file platform.yaml`: prints the recommender's thresholds JSON, the
+//!   content of the ConfigMap the controller writes.
 
 use std::path::PathBuf;
 
@@ -37,6 +39,18 @@ enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Print the recommender's thresholds JSON for a resource file.
+    Thresholds {
+        /// EnergyPlatform resource (YAML or JSON).
+        #[arg(long, short = 'f', env = "PLATFORM_FILE")]
+        file: PathBuf,
+    },
+}
+
+fn read_platform(file: &PathBuf) -> anyhow::Result<EnergyPlatform> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    serde_norway::from_str(&text)
+        .with_context(|| format!("{} is not an EnergyPlatform", file.display()))
 }
 
 #[tokio::main]
@@ -56,10 +70,7 @@ async fn main() -> anyhow::Result<()> {
             amqp_url,
             delete,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
-            let mut platform: EnergyPlatform = serde_norway::from_str(&text)
-                .with_context(|| format!("{} is not an EnergyPlatform", file.display()))?;
+            let mut platform = read_platform(&file)?;
             if let Some(bootstrap) = kafka_bootstrap {
                 platform.spec.kafka.bootstrap_servers = bootstrap;
             }
@@ -79,6 +90,13 @@ async fn main() -> anyhow::Result<()> {
                     platform.spec.rabbitmq.alert_queue
                 );
             }
+        }
+        Command::Thresholds { file } => {
+            let platform = read_platform(&file)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&platform.spec.thresholds)?
+            );
         }
     }
     Ok(())
