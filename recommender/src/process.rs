@@ -1,0 +1,342 @@
+//! What happens to one Kafka message, following the steps of [`crate::domain`]:
+//!
+//! 1. decode it; a value that is not a usable `ConsumptionEvent` is dead-lettered;
+//! 2. if its recommendation is stored already (a redelivery), only make sure its alert went out;
+//! 3. ask the carbon function for the reading's emissions;
+//! 4. in one transaction under the property's lock: load the series' history and alert state,
+//!    judge the reading ([`assess`]), draw its advice ([`advise`]), store the recommendation,
+//!    any alert (unpublished) and the new state;
+//! 5. publish the reading's unpublished alerts and stamp them once RabbitMQ confirms.
+//!
+//! Every step is idempotent, so after a transient failure the whole sequence is simply run again
+//! ([`ProcessError`] is always worth a retry). Failures that would repeat forever (an undecodable
+//! value, a reading the carbon function or PostgreSQL refuses) dead-letter the message instead,
+//! because a partition that waits for them would never move again.
+
+use chrono::Utc;
+use energy_contracts::names::HEADER_TRACEPARENT;
+use energy_contracts::{CarbonResponse, ConsumptionEvent};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use serde_json::json;
+use tracing::Span;
+use uuid::Uuid;
+
+use crate::ErrorChain;
+use crate::alerts::{AlertPublisher, PublishError};
+use crate::carbon::{self, CarbonClient, CarbonError};
+use crate::dead_letter::{DeadLetters, PoisonReason};
+use crate::domain::{
+    Advice, AdviceInput, Assessment, Baseline, Decision, Reading, Thresholds, advise, assess,
+};
+use crate::metrics::{Cause, Metrics, Outcome};
+use crate::store::{KafkaPosition, NewRecommendation, Store, StoreError, series_key};
+
+/// A failed attempt at a message, worth retrying after a wait.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The carbon function did not answer.
+    #[error("carbon function unavailable")]
+    Carbon(#[from] CarbonError),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL unavailable")]
+    Store(#[from] StoreError),
+    /// RabbitMQ did not confirm an alert.
+    #[error("RabbitMQ unavailable")]
+    Alert(#[from] PublishError),
+    /// Kafka did not take a dead letter.
+    #[error("cannot write to the dead-letter topic")]
+    DeadLetter(#[source] KafkaError),
+}
+
+impl ProcessError {
+    /// The dependency that failed, for metrics.
+    pub fn cause(&self) -> Cause {
+        match self {
+            Self::Carbon(_) => Cause::Carbon,
+            Self::Store(_) => Cause::Postgres,
+            Self::Alert(_) => Cause::RabbitMq,
+            Self::DeadLetter(_) => Cause::Kafka,
+        }
+    }
+}
+
+/// The `traceparent` header of a message, when it has a UTF-8 one.
+pub fn traceparent(message: &OwnedMessage) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == HEADER_TRACEPARENT)
+        .and_then(|header| header.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::to_string)
+}
+
+/// The event in a Kafka value, with its reading; or why it cannot be processed.
+pub fn decode(payload: Option<&[u8]>) -> Result<(ConsumptionEvent, Reading), PoisonReason> {
+    let payload =
+        payload.ok_or_else(|| PoisonReason::Undecodable("message has no value".into()))?;
+    let event = ConsumptionEvent::from_json(payload)
+        .map_err(|err| PoisonReason::Undecodable(err.to_string()))?;
+    let reading =
+        Reading::try_from(&event).map_err(|err| PoisonReason::Undecodable(err.to_string()))?;
+    Ok((event, reading))
+}
+
+/// What is stored in `recommendations.advice`: the reading's interval, kind and meter (which the
+/// table has no columns for), the advice, and how the alert rules judged the reading.
+pub fn advice_document(
+    event: &ConsumptionEvent,
+    reading: &Reading,
+    advice: &Advice,
+    assessment: &Assessment,
+) -> serde_json::Value {
+    let judged = match &assessment.decision {
+        Decision::Raise(raise) => json!({
+            "decision": "raise",
+            "rule": raise.rule.name(),
+            "reason": raise.reason,
+            "thresholdKwhPerHour": raise.threshold_kwh_per_hour,
+        }),
+        Decision::Quiet(quiet) => json!({ "decision": "quiet", "reason": quiet.to_string() }),
+    };
+    let suspicion = match advice {
+        Advice::Suspicious(why) => Some(why.to_string()),
+        Advice::Recommendations(_) => None,
+    };
+    json!({
+        "reading": {
+            "kind": event.kind,
+            "meterId": event.meter_id,
+            "periodStart": event.period_start,
+            "periodEnd": event.period_end,
+            "kwhPerHour": reading.kwh_per_hour(),
+        },
+        "advice": advice,
+        "suspicion": suspicion,
+        "assessment": {
+            "judged": judged,
+            "typicalKwhPerHour": assessment.typical.kwh_per_hour(),
+            "outlier": assessment.outlier.map(|outlier| outlier.to_string()),
+        },
+    })
+}
+
+/// Runs the steps for one message; built by [`crate::service`] from the adapters.
+#[derive(Debug)]
+pub struct Processor {
+    pub(crate) store: Store,
+    pub(crate) carbon: CarbonClient,
+    pub(crate) alerts: std::sync::Arc<AlertPublisher>,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) metrics: std::sync::Arc<Metrics>,
+}
+
+impl Processor {
+    /// One attempt at `message`, recording the event's keys on the current span.
+    pub async fn process(&self, message: &OwnedMessage) -> Result<Outcome, ProcessError> {
+        let (event, reading) = match decode(message.payload()) {
+            Ok(decoded) => decoded,
+            Err(reason) => return self.dead_letter(message, reason).await,
+        };
+        let span = Span::current();
+        span.record("property_id", event.property_id.as_str());
+        span.record("event_id", tracing::field::display(event.event_id));
+
+        if self.store.is_processed(event.event_id).await? {
+            self.publish_pending(Some(event.event_id)).await?;
+            tracing::debug!("already processed; nothing new stored");
+            return Ok(Outcome::Duplicate);
+        }
+
+        let request = carbon::request_for(&event);
+        let carbon = match self
+            .carbon
+            .score(&request, traceparent(message).as_deref())
+            .await
+        {
+            Ok(carbon) => carbon,
+            Err(err) if !err.is_transient() => {
+                let reason = PoisonReason::Unscorable(ErrorChain(&err).to_string());
+                return self.dead_letter(message, reason).await;
+            }
+            Err(err) => return Err(err.into()),
+        };
+
+        let position = KafkaPosition {
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        match self.record(&event, &reading, position, &carbon).await {
+            Ok(_) => {}
+            Err(err) if !err.is_transient() => {
+                let reason = PoisonReason::Unstorable(ErrorChain(&err).to_string());
+                return self.dead_letter(message, reason).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+
+        self.publish_pending(Some(event.event_id)).await?;
+        Ok(Outcome::Stored)
+    }
+
+    /// Step 4: judge, advise and store in one transaction. False when another consumer stored
+    /// the reading first.
+    async fn record(
+        &self,
+        event: &ConsumptionEvent,
+        reading: &Reading,
+        position: KafkaPosition,
+        carbon: &CarbonResponse,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.store.lock_property(&event.property_id).await?;
+        if tx.is_processed(event.event_id).await? {
+            return Ok(false);
+        }
+
+        let thresholds = &self.thresholds;
+        let since = reading
+            .start()
+            .checked_sub_signed(thresholds.baseline_window())
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        let history = tx.history(event, since).await?;
+        let baseline = Baseline::build(&history, event.kind, reading.start(), thresholds);
+
+        let series = series_key(event.kind, event.meter_id.as_deref());
+        let assessment = assess(reading, &baseline, thresholds, &tx.alert_state(&series));
+        let advice = advise(&AdviceInput {
+            kind: event.kind,
+            reading,
+            carbon,
+            // No grid-intensity feed reaches the recommender yet, so no cleaner hour is known.
+            cleaner_hour: None,
+            baseline: &baseline,
+        });
+        let alert = match &assessment.decision {
+            Decision::Raise(raise) => Some(raise.red_alert(event, carbon, Utc::now())),
+            Decision::Quiet(_) => None,
+        };
+
+        let document = advice_document(event, reading, &advice, &assessment);
+        let row = NewRecommendation {
+            event,
+            position,
+            carbon,
+            advice: &document,
+        };
+        let saved = tx
+            .save(row, alert.as_ref(), &series, assessment.state)
+            .await?;
+        if saved {
+            tx.commit().await?;
+            tracing::debug!(alert = alert.is_some(), history = history.len(), "stored");
+        }
+        Ok(saved)
+    }
+
+    /// Step 5, also run at start-up for every reading (`event_id` `None`): publishes stored
+    /// alerts RabbitMQ has not confirmed yet, each stamped once confirmed.
+    pub async fn publish_pending(&self, event_id: Option<Uuid>) -> Result<usize, ProcessError> {
+        let pending = self.store.pending_alerts(event_id).await?;
+        for alert in &pending {
+            self.alerts.publish(alert).await?;
+            self.store.mark_published(alert.alert_id).await?;
+            self.metrics.alert_published();
+            tracing::info!(
+                alert_id = %alert.alert_id,
+                alert_property_id = %alert.property_id,
+                "RED alert published"
+            );
+        }
+        Ok(pending.len())
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: PoisonReason,
+    ) -> Result<Outcome, ProcessError> {
+        self.dead_letters
+            .send(message, &reason)
+            .await
+            .map_err(ProcessError::DeadLetter)?;
+        tracing::warn!(
+            reason = %reason,
+            dlq = self.dead_letters.topic(),
+            "message dead-lettered"
+        );
+        Ok(Outcome::DeadLettered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta};
+    use energy_contracts::event::SCHEMA_VERSION;
+    use energy_contracts::{EnergyKind, PropertyId};
+
+    use super::*;
+    use crate::domain::AlertState;
+
+    fn event(kwh: f64) -> ConsumptionEvent {
+        let start = DateTime::parse_from_rfc3339("2026-01-05T10:00:00+00:00").expect("time");
+        ConsumptionEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::now_v7(),
+            property_id: PropertyId::parse("house-1").expect("valid id"),
+            meter_id: Some("m-1".into()),
+            kind: EnergyKind::Electricity,
+            kwh,
+            period_start: start,
+            period_end: start + TimeDelta::hours(1),
+            region: "GB".into(),
+            received_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_missing_value_is_undecodable() {
+        let err = decode(None).expect_err("no value");
+
+        assert_eq!(err.kind(), "undecodable");
+    }
+
+    #[test]
+    fn garbage_is_undecodable_with_the_parsers_reason() {
+        let err = decode(Some(b"{not json")).expect_err("garbage");
+
+        assert!(
+            err.header_value()
+                .starts_with("undecodable: value is not a ConsumptionEvent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_good_event_decodes_with_its_reading() {
+        let event = event(2.5);
+
+        let (decoded, reading) = decode(Some(&event.to_json())).expect("valid event");
+
+        assert_eq!(decoded, event);
+        assert_eq!(reading.kwh_per_hour(), 2.5);
+    }
+
+    #[test]
+    fn the_advice_document_keeps_the_interval_kind_and_meter() {
+        let event = event(2.0);
+        let reading = Reading::try_from(&event).expect("valid reading");
+        let thresholds = Thresholds::new(5.0, chrono_tz::UTC);
+        let baseline = Baseline::build(&[], event.kind, reading.start(), &thresholds);
+        let assessment = assess(&reading, &baseline, &thresholds, &AlertState::default());
+        let advice = Advice::Recommendations(Vec::new());
+
+        let document = advice_document(&event, &reading, &advice, &assessment);
+
+        assert_eq!(document["reading"]["kind"], "electricity");
+        assert_eq!(document["reading"]["meterId"], "m-1");
+        assert_eq!(document["reading"]["periodStart"], "2026-01-05T10:00:00Z");
+        assert_eq!(document["assessment"]["judged"]["decision"], "quiet");
+    }
+}
