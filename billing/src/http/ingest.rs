@@ -70,6 +70,10 @@ pub struct BatchBody {
     pub rejected: usize,
     /// Per-item results.
     pub items: Vec<BatchItemResult>,
+    /// Present when every item was refused (422), so the answer has the error shape every
+    /// other refusal has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
 }
 
 /// The result of one batch item.
@@ -164,7 +168,7 @@ pub async fn ingest_one(
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
-        (status = 422, description = "Every item was refused (per-item results), or the batch is empty", body = BatchBody),
+        (status = 422, description = "Every item was refused (per-item results and an error), or the batch is empty", body = BatchBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -220,15 +224,21 @@ pub async fn ingest_batch(
 
     let items: Vec<BatchItemResult> = results.into_iter().flatten().collect();
     let accepted = items.iter().filter(|i| i.status == "accepted").count();
+    let (status, error) = if accepted == 0 {
+        let error = ErrorDetail {
+            code: "all_items_rejected".into(),
+            message: "every item of the batch was refused; see items for why".into(),
+            field: None,
+        };
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(error))
+    } else {
+        (StatusCode::OK, None)
+    };
     let body = BatchBody {
         accepted,
         rejected: items.len() - accepted,
         items,
-    };
-    let status = if accepted == 0 {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
+        error,
     };
     Ok((status, Json(body)).into_response())
 }

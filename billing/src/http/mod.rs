@@ -91,13 +91,14 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
         .layer(CatchPanicLayer::new())
+        // Outside the timeout and panic layers, so their bodiless answers get the JSON shape.
+        .layer(middleware::map_response(json_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let traceparent = request
