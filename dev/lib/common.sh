@@ -123,16 +123,20 @@ start_failed() {
     exit 1
 }
 
-# Sends TERM to a recorded process (and only to it), waits, then KILL after the grace period.
+# Sends TERM to a recorded process, waits, then KILL after the grace period. A process the
+# scripts started with setsid leads its own process group, which holds only what it started
+# (RabbitMQ's shell wrapper and its Erlang VM, for example); the whole group is signalled.
 stop_pid() {
-    local service=$1 grace=${2:-20} pid
+    local service=$1 grace=${2:-20} pid target
     pid=$(running_pid "$service") || return 0
-    kill -TERM "$pid" 2>/dev/null || true
+    target=$pid
+    [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ] && target=-$pid
+    kill -TERM -- "$target" 2>/dev/null || true
     local deadline=$((SECONDS + grace))
-    while kill -0 "$pid" 2>/dev/null; do
+    while kill -0 -- "$target" 2>/dev/null; do
         if [ $SECONDS -ge $deadline ]; then
             log "$service (pid $pid) did not stop within ${grace}s; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
+            kill -KILL -- "$target" 2>/dev/null || true
         fi
         sleep 0.2
     done

@@ -109,7 +109,7 @@ rabbitmq_launch() {
     local logfile="$EP_LOGS/rabbitmq.log"
     (
         rabbitmq_vars
-        epmd -address 127.0.0.1 -port "$EP_EPMD_PORT" >"$EP_LOGS/epmd.log" 2>&1 &
+        setsid epmd -address 127.0.0.1 -port "$EP_EPMD_PORT" >"$EP_LOGS/epmd.log" 2>&1 </dev/null &
         echo $! >"$(pid_file epmd)"
         setsid /usr/lib/rabbitmq/bin/rabbitmq-server >>"$logfile" 2>&1 </dev/null &
         echo $! >"$(pid_file rabbitmq)"
@@ -333,7 +333,11 @@ service_pids() {
 
 service_running() {
     local p
-    for p in $(service_pids "$1"); do running_pid "$p" >/dev/null || return 1; done
+    # epmd is RabbitMQ's helper; the node itself starts another if ours is gone.
+    for p in $(service_pids "$1"); do
+        [ "$p" = epmd ] && continue
+        running_pid "$p" >/dev/null || return 1
+    done
 }
 
 service_address() {
