@@ -25,6 +25,15 @@ pub struct Config {
     /// Kafka topic readings are published to.
     #[arg(long, env = "KAFKA_TOPIC", default_value = energy_contracts::names::CONSUMPTION_TOPIC)]
     pub kafka_topic: String,
+    /// AMQP URI of RabbitMQ, for relaying RED alerts to the page; no relay when absent.
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+    /// Topic exchange RED alerts are published to.
+    #[arg(long, env = "ALERT_EXCHANGE", default_value = energy_contracts::names::ALERT_EXCHANGE)]
+    pub alert_exchange: String,
+    /// Folder of the web page's files (web/dist after `npm run build`); no page when absent.
+    #[arg(long, env = "WEB_ROOT")]
+    pub web_root: Option<std::path::PathBuf>,
     /// Bearer tokens accepted on write endpoints, comma-separated; empty turns auth off.
     #[arg(long, env = "API_TOKENS", value_delimiter = ',', default_value = "")]
     pub api_tokens: Vec<String>,

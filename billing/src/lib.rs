@@ -8,11 +8,13 @@
 //! - [`domain`]: validation of readings and batch formats (pure).
 //! - [`store`]: PostgreSQL: schema, the reading + outbox transaction, read queries.
 //! - [`relay`]: the outbox relay to Kafka.
+//! - [`alerts`]: RED alerts from RabbitMQ to the page's WebSocket clients.
 //! - [`http`]: the axum router, handlers, errors, auth, OpenAPI.
 //! - [`server`], [`config`], [`metrics`], [`telemetry`]: wiring, configuration, observability.
 //!
 //! Run `cargo run -p billing -- --help` for the flags.
 
+pub mod alerts;
 pub mod config;
 pub mod domain;
 pub mod http;

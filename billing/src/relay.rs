@@ -2,7 +2,8 @@
 //! sent once the broker has acknowledged them.
 //!
 //! - One relay at a time: the replica holding a PostgreSQL session advisory lock publishes; the
-//!   others wait for the lock, so two relays never interleave one property's messages.
+//!   others wait for the lock, so two relays never interleave one property's messages. The
+//!   holder checks its lock's connection after every pass and stands down when it is gone.
 //! - Woken at once by `NOTIFY outbox_new` (sent by the inserting transaction on commit), with a
 //!   periodic sweep as a safety net and a full sweep on start-up for rows left by a crash.
 //! - Every pass reads all unsent rows by sequence, never "rows above the last seen": sequence
@@ -29,6 +30,9 @@ use crate::store::OUTBOX_CHANNEL;
 
 /// Advisory lock key that elects the one publishing relay ("outbox" in ASCII).
 const RELAY_LOCK_KEY: i64 = 0x6f75_7462_6f78;
+
+/// Longest pause before a new election after an interrupted term.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
 
 /// Why the relay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,35 @@ pub async fn run(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RelayError> {
+    // PostgreSQL may go away for a while: each term of leadership that ends in an error is
+    // followed by a new election after a pause, so the relay outlives a database restart.
+    let mut pause = settings.sweep_interval;
+    loop {
+        match lead(&pool, &producer, &settings, &metrics, &mut shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "outbox relay interrupted")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => break,
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+    info!("outbox relay stopped");
+    Ok(())
+}
+
+/// One term: wins the relay lock, then publishes until shutdown (`Ok`) or until the lock's
+/// connection or the database fails (`Err`), since a lost connection is a lost lock.
+async fn lead(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    settings: &RelaySettings,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), RelayError> {
     // The lock lives as long as this connection; it is released when the process dies.
     let mut leader = pool.acquire().await?.detach();
     loop {
@@ -90,17 +123,17 @@ pub async fn run(
             _ = shutdown.changed() => return Ok(()),
         }
     }
-    info!("outbox relay started");
+    info!("outbox relay leads");
 
-    let mut listener = PgListener::connect_with(&pool).await?;
+    let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(OUTBOX_CHANNEL).await?;
     let stopping = shutdown.clone();
     loop {
         // A drain waiting for an absent Kafka is abandoned on shutdown; its rows stay unsent
         // and go out after the restart.
         tokio::select! {
-            drained = drain(&pool, &producer, &settings, &metrics, &stopping) => drained?,
-            _ = shutdown.changed() => break,
+            drained = drain(pool, producer, settings, metrics, &stopping) => drained?,
+            _ = shutdown.changed() => return Ok(()),
         }
         tokio::select! {
             notification = listener.try_recv() => {
@@ -109,11 +142,11 @@ pub async fn run(
                 notification?;
             }
             _ = tokio::time::sleep(settings.sweep_interval) => {}
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => return Ok(()),
         }
+        // Still holding the lock? Its connection answering is the proof.
+        sqlx::query("SELECT 1").execute(&mut leader).await?;
     }
-    info!("outbox relay stopped");
-    Ok(())
 }
 
 /// Publishes unsent rows until none is left.

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::alerts::{AlertConsumer, AlertHub};
 use crate::config::Config;
 use crate::domain::ReadingRules;
 use crate::http::{self, AppState, HttpLimits};
@@ -70,6 +71,21 @@ pub async fn serve(
         stop_rx.clone(),
     ));
 
+    // RED alerts from RabbitMQ to the page: its own task, reconnecting by itself.
+    let hub = AlertHub::new();
+    match &config.amqp_url {
+        Some(amqp_url) => {
+            let consumer = AlertConsumer {
+                amqp_url: amqp_url.clone(),
+                exchange: config.alert_exchange.clone(),
+                pool: pool.clone(),
+                hub: hub.clone(),
+            };
+            tokio::spawn(consumer.run(stop_rx.clone()));
+        }
+        None => warn!("no AMQP_URL: RED alerts are not relayed to the page"),
+    }
+
     let state = AppState {
         pool: pool.clone(),
         producer,
@@ -81,12 +97,13 @@ pub async fn serve(
         tokens: Arc::new(config.tokens()),
         max_batch_items: config.max_batch_items,
         metrics,
+        hub,
     };
     let limits = HttpLimits {
         body_limit_bytes: config.body_limit_bytes,
         request_timeout: config.request_timeout(),
     };
-    let app = http::router(state, limits);
+    let app = http::router_with_page(state, limits, config.web_root.as_deref());
     info!(address = %listener.local_addr()?, "billing listening");
 
     // Stop signal for the HTTP server: the caller's shutdown, or the relay failing.

@@ -9,12 +9,20 @@ EP_APPS=(carbon billing recommender)
 : "${EP_CARBON_PORT:=18081}"
 : "${EP_RECOMMENDER_PORT:=18082}"
 : "${EP_PLATFORM_FILE:=$EP_ROOT/dev/platform.yaml}"
-EP_PLATFORM_DB=energy
+: "${EP_PLATFORM_DB:=energy}"
 
 cargo_target() { echo "${CARGO_TARGET_DIR:-$EP_CACHE/cargo-target}"; }
 app_bin() { echo "$(cargo_target)/debug/$1"; }
 
+# The web page's assets from the pinned npm packages of web/package-lock.json.
+web_build() {
+    log "building the web page (npm ci, npm run build)"
+    (cd "$EP_ROOT/web" && npm ci --no-audit --no-fund && npm run build) \
+        >"$EP_LOGS/web-build.log" 2>&1 || start_failed web "$EP_LOGS/web-build.log" "npm failed"
+}
+
 platform_build() {
+    web_build
     log "building the platform binaries (cargo build)"
     CARGO_TARGET_DIR="$(cargo_target)" cargo build --locked --manifest-path "$EP_ROOT/Cargo.toml" \
         -p billing -p recommender -p carbon-calculator -p operator >"$EP_LOGS/cargo-build.log" 2>&1 ||
@@ -62,7 +70,8 @@ platform_start() {
         BIND_ADDRESS="127.0.0.1:$EP_CARBON_PORT" DEFAULT_REGION=GB
     app_start billing "http://127.0.0.1:$EP_BILLING_PORT/readyz" \
         BIND_ADDRESS="127.0.0.1:$EP_BILLING_PORT" DATABASE_URL="$database_url" \
-        KAFKA_BOOTSTRAP_SERVERS="$EP_KAFKA_BOOTSTRAP" KAFKA_TOPIC=raw-consumption-events
+        KAFKA_BOOTSTRAP_SERVERS="$EP_KAFKA_BOOTSTRAP" KAFKA_TOPIC=raw-consumption-events \
+        AMQP_URL="$EP_AMQP_URL" WEB_ROOT="$EP_ROOT/web/dist"
     recommender_start "$database_url"
 }
 
@@ -78,7 +87,7 @@ platform_status() {
         printf '%-10s %-8s pid %-8s log %s\n' "$app" "$([ "$pid" = - ] && echo stopped ||
             echo running)" "$pid" "$EP_LOGS/$app.log"
     done
-    echo "API: http://127.0.0.1:$EP_BILLING_PORT/api/v1 (OpenAPI at /api/openapi.json)"
+    echo "web page: http://127.0.0.1:$EP_BILLING_PORT/ (API under /api/v1, OpenAPI at /api/openapi.json)"
 }
 
 recommender_start() {

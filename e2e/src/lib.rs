@@ -31,7 +31,12 @@ impl Process {
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
-        let process = Self { name, child: tokio::sync::Mutex::new(None), log, env };
+        let process = Self {
+            name,
+            child: tokio::sync::Mutex::new(None),
+            log,
+            env,
+        };
         process.spawn().await?;
         Ok(process)
     }
@@ -46,6 +51,11 @@ impl Process {
         let child = Command::new(&binary)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LOG_FORMAT", "json")
+            // Per-item lines are debug; the tests follow single readings through the logs.
+            .env(
+                "RUST_LOG",
+                "info,recommender=debug,carbon_calculator=debug,tower_http=debug",
+            )
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -58,7 +68,10 @@ impl Process {
     /// Kills the process with SIGKILL: no shutdown code runs, as in a crash.
     pub async fn kill(&self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.lock().await.take() {
-            child.kill().await.with_context(|| format!("kill {}", self.name))?;
+            child
+                .kill()
+                .await
+                .with_context(|| format!("kill {}", self.name))?;
         }
         Ok(())
     }

@@ -34,11 +34,18 @@ async fn check_once_each_in_order(
     platform: &Platform,
     accepted: &BTreeMap<String, Vec<String>>,
 ) -> anyhow::Result<()> {
-    platform.wait_count("SELECT count(*) FROM recommendations", TOTAL).await?;
-    platform.wait_count("SELECT count(*) FROM readings", TOTAL).await?;
+    platform
+        .wait_count("SELECT count(*) FROM recommendations", TOTAL)
+        .await?;
+    platform
+        .wait_count("SELECT count(*) FROM readings", TOTAL)
+        .await?;
     let processed = platform.recommendation_order().await?;
     for (property, order) in accepted {
-        ensure!(processed.get(property) == Some(order), "{property} lost its order");
+        ensure!(
+            processed.get(property) == Some(order),
+            "{property} lost its order"
+        );
     }
     Ok(())
 }
@@ -48,12 +55,18 @@ async fn billing_killed_while_accepting_readings_loses_none_and_duplicates_none(
 -> anyhow::Result<()> {
     let platform = Platform::start("e2e-kill-billing", 3).await?;
     let (accepted, crash) = tokio::join!(send_all(&platform), async {
-        platform.wait_count_at_least("SELECT count(*) FROM readings", TOTAL / 4).await?;
+        platform
+            .wait_count_at_least("SELECT count(*) FROM readings", TOTAL / 4)
+            .await?;
         platform.billing.kill().await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         platform.billing.restart().await?;
-        wait_healthy(&format!("{}/readyz", platform.billing_url), DEADLINE, &platform.billing.log)
-            .await
+        wait_healthy(
+            &format!("{}/readyz", platform.billing_url),
+            DEADLINE,
+            &platform.billing.log,
+        )
+        .await
     });
     crash?;
     let accepted = accepted?;
@@ -61,20 +74,31 @@ async fn billing_killed_while_accepting_readings_loses_none_and_duplicates_none(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_recommender_killed_mid_stream_loses_none_and_duplicates_none() -> anyhow::Result<()>
-{
+async fn the_recommender_killed_mid_stream_loses_none_and_duplicates_none() -> anyhow::Result<()> {
     let platform = Platform::start("e2e-kill-recommender", 3).await?;
     let (accepted, crash) = tokio::join!(send_all(&platform), async {
-        platform.wait_count_at_least("SELECT count(*) FROM recommendations", TOTAL / 4).await?;
+        platform
+            .wait_count_at_least("SELECT count(*) FROM recommendations", TOTAL / 4)
+            .await?;
         platform.recommender.kill().await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         platform.recommender.restart().await?;
-        wait_healthy(&platform.recommender_health, DEADLINE, &platform.recommender.log).await
+        wait_healthy(
+            &platform.recommender_health,
+            DEADLINE,
+            &platform.recommender.log,
+        )
+        .await
     });
     crash?;
     let accepted = accepted?;
     ensure!(
-        platform.recommender.log_text().matches("recommender").count() > 0,
+        platform
+            .recommender
+            .log_text()
+            .matches("recommender")
+            .count()
+            > 0,
         "the recommender logged nothing"
     );
     check_once_each_in_order(&platform, &accepted).await

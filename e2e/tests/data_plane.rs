@@ -30,24 +30,43 @@ async fn twenty_properties_of_two_hundred_readings_are_recommended_once_each_in_
             anyhow::Ok((property, accepted))
         }
     });
-    let accepted: BTreeMap<String, Vec<String>> = try_join_all(senders).await?.into_iter().collect();
+    let accepted: BTreeMap<String, Vec<String>> =
+        try_join_all(senders).await?.into_iter().collect();
     let total = PROPERTIES as i64 * READINGS_PER_PROPERTY;
 
-    platform.wait_count("SELECT count(*) FROM recommendations", total).await?;
-    platform.wait_count("SELECT count(*) FROM readings", total).await?;
-    platform.wait_count("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL", total).await?;
+    platform
+        .wait_count("SELECT count(*) FROM recommendations", total)
+        .await?;
+    platform
+        .wait_count("SELECT count(*) FROM readings", total)
+        .await?;
+    platform
+        .wait_count(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+            total,
+        )
+        .await?;
 
     // Kafka holds each accepted reading exactly once.
     let on_topic = platform.topic_event_ids(total as usize).await?;
     let distinct: BTreeSet<&String> = on_topic.iter().collect();
-    ensure!(distinct.len() == on_topic.len(), "a reading reached Kafka twice");
+    ensure!(
+        distinct.len() == on_topic.len(),
+        "a reading reached Kafka twice"
+    );
     let all_accepted: BTreeSet<&String> = accepted.values().flatten().collect();
-    ensure!(distinct == all_accepted, "Kafka's events differ from the accepted readings");
+    ensure!(
+        distinct == all_accepted,
+        "Kafka's events differ from the accepted readings"
+    );
 
     // The recommender processed every property's readings in the order billing accepted them.
     let processed = platform.recommendation_order().await?;
     for (property, order) in &accepted {
-        ensure!(processed.get(property) == Some(order), "{property} was processed out of order");
+        ensure!(
+            processed.get(property) == Some(order),
+            "{property} was processed out of order"
+        );
     }
     Ok(())
 }

@@ -18,8 +18,13 @@ const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 async fn a_readings_trace_id_reaches_kafka_and_every_services_logs() -> anyhow::Result<()> {
     let platform = Platform::start("e2e-trace", 1).await?;
     let traceparent = format!("00-{CALLER_TRACE}-00f067aa0ba902b7-01");
-    platform.post("traced-home", 0, 1.2, Some(&traceparent)).await?.context("accepted")?;
-    platform.wait_count("SELECT count(*) FROM recommendations", 1).await?;
+    platform
+        .post("traced-home", 0, 1.2, Some(&traceparent))
+        .await?
+        .context("accepted")?;
+    platform
+        .wait_count("SELECT count(*) FROM recommendations", 1)
+        .await?;
 
     let consumer: StreamConsumer = platform
         .kafka
@@ -44,7 +49,10 @@ async fn a_readings_trace_id_reaches_kafka_and_every_services_logs() -> anyhow::
         "the Kafka header {on_kafka} lost the caller's trace"
     );
 
-    for (service, log) in [("recommender", &platform.recommender), ("carbon", &platform.carbon)] {
+    for (service, log) in [
+        ("recommender", &platform.recommender),
+        ("carbon", &platform.carbon),
+    ] {
         ensure!(
             log.log_text().contains(CALLER_TRACE),
             "{service}'s log does not mention trace {CALLER_TRACE}: {}",

@@ -158,6 +158,7 @@ function renderRecommendations(items, readings) {
   list.replaceChildren(...items.slice(-5).reverse().map((r) => {
     const item = document.createElement("li");
     const advice = Array.isArray(r.advice) ? r.advice : [];
+    if (r.suspicion) advice.push({ action: `Check this reading: ${r.suspicion}.`, savingKwh: 0, savingKgCo2e: 0 });
     const lines = advice.map((a) => `${a.action} (saves ${Number(a.savingKwh).toFixed(2)} kWh, ` +
       `${Number(a.savingKgCo2e).toFixed(2)} kgCO2e)`);
     item.textContent = `${r.kwh.toFixed(2)} kWh = ${r.kgCo2e.toFixed(2)} kgCO2e (rating ${r.rating}). ` +

@@ -75,14 +75,29 @@ impl AlertConsumer {
 
     /// One connection's life: declare, bind, replay what was missed, consume until it fails.
     async fn consume_once(&self, lost_at: Option<DateTime<Utc>>) -> Result<(), ConsumeError> {
-        let connection = Connection::connect(&self.amqp_url, ConnectionProperties::default()).await?;
+        let connection =
+            Connection::connect(&self.amqp_url, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .exchange_declare(self.exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                self.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
-        let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        let queue = channel.queue_declare("".into(), exclusive, FieldTable::default()).await?;
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await?;
         channel
             .queue_bind(
                 queue.name().as_str().into(),

@@ -74,7 +74,11 @@ impl AlertHub {
         let id = inner.next_id;
         inner.next_id += 1;
         inner.subscribers.insert(id, Subscriber { filter, sender });
-        Subscription { alerts, id, hub: self.clone() }
+        Subscription {
+            alerts,
+            id,
+            hub: self.clone(),
+        }
     }
 
     /// Sends `alert` to every matching subscriber, unless it was sent before. Returns how many
@@ -108,7 +112,10 @@ impl AlertHub {
             }
         }
         for id in too_slow {
-            tracing::warn!(subscriber = id, "alert subscriber too slow or gone; dropped");
+            tracing::warn!(
+                subscriber = id,
+                "alert subscriber too slow or gone; dropped"
+            );
             inner.subscribers.remove(&id);
         }
         delivered
@@ -125,7 +132,9 @@ impl AlertHub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves only counters and maps behind; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -153,7 +162,14 @@ mod tests {
         let mut mine = hub.subscribe(Filter::Property(PropertyId::parse("a").expect("id")));
         hub.publish(alert("b"));
         hub.publish(alert("a"));
-        assert_eq!(mine.alerts.try_recv().expect("one alert").property_id.as_str(), "a");
+        assert_eq!(
+            mine.alerts
+                .try_recv()
+                .expect("one alert")
+                .property_id
+                .as_str(),
+            "a"
+        );
         assert!(mine.alerts.try_recv().is_err());
     }
 

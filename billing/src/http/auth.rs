@@ -26,9 +26,7 @@ pub async fn require_token(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     match presented {
-        Some(token) if state.tokens.iter().any(|known| same(known, token)) => {
-            next.run(request).await
-        }
+        Some(token) if is_known(&state.tokens, token) => next.run(request).await,
         Some(_) => unauthorized("the bearer token is not valid"),
         None => unauthorized("this endpoint needs an Authorization: Bearer <token> header"),
     }
@@ -42,6 +40,11 @@ fn unauthorized(message: &str) -> Response {
         axum::http::HeaderValue::from_static("Bearer"),
     );
     response
+}
+
+/// Whether `presented` is one of the configured tokens.
+pub fn is_known(tokens: &[String], presented: &str) -> bool {
+    tokens.iter().any(|known| same(known, presented))
 }
 
 /// Compares without stopping at the first differing byte, so timing does not reveal how much of

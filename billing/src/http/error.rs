@@ -107,7 +107,8 @@ impl From<BatchError> for ApiError {
     fn from(error: BatchError) -> Self {
         let (status, code) = match error {
             BatchError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
-            BatchError::Empty => (StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
+            // Nothing to take is a malformed request, not a refused item (422 carries items).
+            BatchError::Empty => (StatusCode::BAD_REQUEST, "empty_batch"),
             BatchError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_batch"),
         };
         Self::new(status, code, error.to_string())

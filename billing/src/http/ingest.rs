@@ -164,11 +164,11 @@ pub async fn ingest_one(
     )),
     responses(
         (status = 200, description = "Per-item results; at least one item was accepted", body = BatchBody),
-        (status = 400, description = "The body is not a batch of its format", body = ErrorBody),
+        (status = 400, description = "The body is not a batch of its format, or holds none", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
-        (status = 422, description = "Every item was refused (per-item results and an error), or the batch is empty", body = BatchBody),
+        (status = 422, description = "Every item was refused (per-item results and an error)", body = BatchBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))

@@ -3,6 +3,8 @@
 //! - [`ingest`]: `POST /api/v1/consumption` and `/batch` (bearer token when configured).
 //! - [`reads`]: `GET /api/v1/properties/{propertyId}/{consumption,recommendations,alerts}`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
+//! - [`ws`]: `/ws/alerts`, RED alerts pushed to the page; the page itself is served from the
+//!   web root at `/`.
 //! - [`error`]: the JSON error answer every refusal uses.
 
 pub mod auth;
@@ -11,7 +13,9 @@ pub mod ingest;
 pub mod openapi;
 pub mod ops;
 pub mod reads;
+pub mod ws;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +28,11 @@ use axum::routing::{get, post};
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::alerts::AlertHub;
 use crate::domain::ReadingRules;
 use crate::metrics::Metrics;
 use error::ApiError;
@@ -48,6 +54,8 @@ pub struct AppState {
     pub max_batch_items: usize,
     /// Metrics handles.
     pub metrics: Metrics,
+    /// Fan-out of RED alerts to WebSocket clients.
+    pub hub: AlertHub,
 }
 
 /// Limits of the HTTP layer.
@@ -57,6 +65,16 @@ pub struct HttpLimits {
     pub body_limit_bytes: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+}
+
+/// Builds the router, serving the web page's files from `web_root` when given.
+pub fn router_with_page(state: AppState, limits: HttpLimits, web_root: Option<&Path>) -> Router {
+    let router = router(state, limits);
+    match web_root {
+        Some(root) => router
+            .fallback_service(ServeDir::new(root).not_found_service(axum::routing::any(not_found))),
+        None => router,
+    }
 }
 
 /// Builds the router with its layers.
@@ -82,7 +100,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi));
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/ws/alerts", get(ws::alerts_socket));
 
     Router::new()
         .merge(writes)

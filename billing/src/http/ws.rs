@@ -31,8 +31,11 @@ pub async fn alerts_socket(
     authorise(&state, &params, &headers)?;
     let filter = match params.get("propertyId") {
         Some(id) => Filter::Property(PropertyId::parse(id.as_str()).map_err(|e| {
-            let mut error =
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", e.to_string());
+            let mut error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_parameter",
+                e.to_string(),
+            );
             error.field = Some("propertyId".into());
             error
         })?),
@@ -93,5 +96,8 @@ async fn forward(mut socket: WebSocket, mut subscription: Subscription) {
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
 }

@@ -61,9 +61,13 @@ pub struct RecommendationRow {
     /// The emission factor used, with region, year, basis and source.
     #[schema(value_type = Object)]
     pub factor: serde_json::Value,
-    /// Advice items with their savings in kWh and kgCO2e.
+    /// Advice items: kind, action, savingKwh, savingKgCo2e.
     #[schema(value_type = Vec<Object>)]
     pub advice: serde_json::Value,
+    /// Why the reading was not advised on (for example 0 kWh of electricity, often a data
+    /// fault), when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspicion: Option<String>,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
 }
@@ -138,8 +142,9 @@ pub async fn recommendations(
     range: TimeRange,
 ) -> Result<Vec<RecommendationRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT * FROM (SELECT event_id, kwh, kg_co2e, grams_per_kwh, rating, factor, advice, \
-         created_at, processed_seq FROM recommendations WHERE property_id = $1 \
+        "SELECT * FROM (SELECT event_id, kwh, kg_co2e, grams_per_kwh, rating, factor, \
+         COALESCE(advice -> 'advice' -> 'recommendations', '[]'::jsonb) AS items, \
+         advice ->> 'suspicion' AS suspicion, created_at, processed_seq FROM recommendations WHERE property_id = $1 \
          AND ($2::timestamptz IS NULL OR created_at >= $2) \
          AND ($3::timestamptz IS NULL OR created_at < $3) \
          ORDER BY processed_seq DESC LIMIT $4) newest ORDER BY processed_seq",
@@ -159,7 +164,8 @@ pub async fn recommendations(
                 grams_per_kwh: row.try_get("grams_per_kwh")?,
                 rating: row.try_get("rating")?,
                 factor: row.try_get("factor")?,
-                advice: row.try_get("advice")?,
+                advice: row.try_get("items")?,
+                suspicion: row.try_get("suspicion")?,
                 created_at: row.try_get("created_at")?,
             })
         })

@@ -60,8 +60,12 @@ impl Platform {
             &logs,
         )
         .await?;
-        wait_healthy(&format!("http://127.0.0.1:{carbon_port}/_/health"), DEADLINE, &carbon.log)
-            .await?;
+        wait_healthy(
+            &format!("http://127.0.0.1:{carbon_port}/_/health"),
+            DEADLINE,
+            &carbon.log,
+        )
+        .await?;
 
         let billing_port = free_port()?;
         let billing = Process::start(
@@ -183,8 +187,10 @@ impl Platform {
                 bail!("{sql} gave {count}, more than the {expected} expected");
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{sql} reached {count} of {expected} within {DEADLINE:?}; logs in {}",
-                    self.logs.display());
+                bail!(
+                    "{sql} reached {count} of {expected} within {DEADLINE:?}; logs in {}",
+                    self.logs.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -217,7 +223,10 @@ impl Platform {
         .await?;
         let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for row in rows {
-            order.entry(row.try_get("property_id")?).or_default().push(row.try_get("event_id")?);
+            order
+                .entry(row.try_get("property_id")?)
+                .or_default()
+                .push(row.try_get("event_id")?);
         }
         Ok(order)
     }
@@ -244,7 +253,8 @@ impl Platform {
                 .await
                 .context("timed out reading the topic")?
                 .context("topic stream ended")??;
-            let value: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or_default())?;
+            let value: serde_json::Value =
+                serde_json::from_slice(message.payload().unwrap_or_default())?;
             ids.push(value["eventId"].as_str().unwrap_or_default().to_string());
         }
         Ok(ids)
@@ -255,10 +265,16 @@ fn env(name: &str, value: String) -> (String, String) {
     (name.to_string(), value)
 }
 
+/// The first hour of every property's readings, fixed once per test process so a retry sends
+/// exactly the same reading.
+static BASE: std::sync::LazyLock<DateTime<Utc>> = std::sync::LazyLock::new(|| {
+    let now = Utc::now() - Span::days(30);
+    now - Span::seconds(now.timestamp() % 3600)
+});
+
 /// Reading `index` of a property: one hour each, back to back, ending before now.
 pub fn reading(property: &str, index: i64, kwh: f64) -> serde_json::Value {
-    let base: DateTime<Utc> = Utc::now() - Span::days(30);
-    let start = base + Span::hours(index);
+    let start = *BASE + Span::hours(index);
     json!({
         "propertyId": property,
         "kwh": kwh,
