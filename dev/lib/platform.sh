@@ -4,7 +4,7 @@
 # recommender's thresholds come from `operator thresholds`).
 # shellcheck shell=bash
 
-EP_APPS=(carbon billing recommender)
+EP_APPS=(carbon-calculator billing recommender)
 : "${EP_BILLING_PORT:=18080}"
 : "${EP_CARBON_PORT:=18081}"
 : "${EP_RECOMMENDER_PORT:=18082}"
@@ -66,7 +66,7 @@ platform_start() {
     local database_url
     database_url=$(platform_database)
     platform_provision
-    app_start carbon "http://127.0.0.1:$EP_CARBON_PORT/_/health" \
+    app_start carbon-calculator "http://127.0.0.1:$EP_CARBON_PORT/_/health" \
         BIND_ADDRESS="127.0.0.1:$EP_CARBON_PORT" DEFAULT_REGION=GB
     app_start billing "http://127.0.0.1:$EP_BILLING_PORT/readyz" \
         BIND_ADDRESS="127.0.0.1:$EP_BILLING_PORT" DATABASE_URL="$database_url" \

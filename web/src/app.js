@@ -121,12 +121,26 @@ function lineChart(canvasId, label, color) {
       animation: false,
       parsing: false,
       scales: {
-        x: { type: "linear", ticks: { callback: (v) => new Date(v).toLocaleString() } },
+        x: {
+          type: "linear",
+          ticks: {
+            maxTicksLimit: 6,
+            callback: (v) => new Date(v).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }),
+          },
+        },
         y: { beginAtZero: true, title: { display: true, text: label } },
       },
       plugins: { tooltip: { callbacks: { title: (items) => new Date(items[0].parsed.x).toLocaleString() } } },
     },
   });
+}
+
+// Keeps a lone point (or a short series) away from the chart's edges: an hour either side.
+function fitTimeAxis(chart) {
+  const xs = chart.data.datasets[0].data.map((p) => p.x);
+  if (xs.length === 0) return;
+  chart.options.scales.x.min = Math.min(...xs) - 3600 * 1000;
+  chart.options.scales.x.max = Math.max(...xs) + 3600 * 1000;
 }
 
 function renderHistory(items) {
@@ -143,6 +157,7 @@ function renderHistory(items) {
   }));
   state.charts.energy.data.datasets[0].data =
     items.map((r) => ({ x: Date.parse(r.periodStart), y: r.kwh }));
+  fitTimeAxis(state.charts.energy);
   state.charts.energy.update();
 }
 
@@ -152,6 +167,7 @@ function renderRecommendations(items, readings) {
     .filter((r) => startOf.has(r.eventId))
     .map((r) => ({ x: startOf.get(r.eventId), y: r.kgCo2e }))
     .sort((a, b) => a.x - b.x);
+  fitTimeAxis(state.charts.carbon);
   state.charts.carbon.update();
 
   const list = $("recommendations");

@@ -71,6 +71,10 @@ test("a person submits readings and sees history, advice and live RED alerts", a
     await submit(page, { kwh: 40, startHoursAgo: 11, endHoursAgo: 10 });
     await page.waitForSelector("#alert-banner:not([hidden])", { timeout: ALERT_WAIT_MS });
     assert.match(await page.textContent("#alert-banner"), new RegExp(PROPERTY));
+    // Both readings scored, so the picture shows history, carbon, advice and the alert.
+    await page.waitForFunction(() => document.querySelectorAll("#recommendations li").length >= 2,
+      null, { timeout: ALERT_WAIT_MS });
+    await page.waitForTimeout(500);
     await page.screenshot({ path: process.env.SCREENSHOT || "page.png", fullPage: true });
 
     // RabbitMQ restarts while the page is open; the next high reading still raises the banner.
