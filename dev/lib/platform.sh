@@ -10,6 +10,9 @@ EP_APPS=(carbon-calculator billing recommender)
 : "${EP_RECOMMENDER_PORT:=18082}"
 : "${EP_PLATFORM_FILE:=$EP_ROOT/dev/platform.yaml}"
 : "${EP_PLATFORM_DB:=energy}"
+# Consumer group of the recommender; another group (as dev/test's browser run uses) reads the
+# topic on its own without taking partitions from a running dev/up.
+: "${EP_RECOMMENDER_GROUP:=recommender}"
 
 cargo_target() { echo "${CARGO_TARGET_DIR:-$EP_CACHE/cargo-target}"; }
 app_bin() { echo "$(cargo_target)/debug/$1"; }
@@ -96,5 +99,5 @@ recommender_start() {
         METRICS_ADDRESS="127.0.0.1:$EP_RECOMMENDER_PORT" DATABASE_URL="$database_url" \
         KAFKA_BOOTSTRAP_SERVERS="$EP_KAFKA_BOOTSTRAP" KAFKA_TOPIC=raw-consumption-events \
         CARBON_URL="http://127.0.0.1:$EP_CARBON_PORT/" AMQP_URL="$EP_AMQP_URL" \
-        THRESHOLDS_FILE="$EP_RUN/thresholds.json"
+        THRESHOLDS_FILE="$EP_RUN/thresholds.json" KAFKA_GROUP="$EP_RECOMMENDER_GROUP"
 }
