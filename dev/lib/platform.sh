@@ -50,19 +50,23 @@ platform_provision() {
     "$(app_bin operator)" thresholds --file "$EP_PLATFORM_FILE" >"$EP_RUN/thresholds.json"
 }
 
+# Process names get this prefix, so a second copy of the platform (dev/test's browser run) keeps
+# its pids and logs apart from a running dev/up.
+: "${EP_APP_PREFIX:=}"
+
 # Starts one app in the background with the given environment; waits for its health URL.
 app_start() {
-    local app=$1 health=$2
+    local app=$1 health=$2 name="$EP_APP_PREFIX$1"
     shift 2
-    if running_pid "$app" >/dev/null; then
-        log "$app already runs"
+    if running_pid "$name" >/dev/null; then
+        log "$name already runs"
         return
     fi
-    local logfile="$EP_LOGS/$app.log"
+    local logfile="$EP_LOGS/$name.log"
     setsid env "$@" "$(app_bin "$app")" >>"$logfile" 2>&1 </dev/null &
-    record_pid "$app" $!
-    wait_until "$app" 60 "$logfile" curl -sf "$health"
-    log "$app ready ($health)"
+    record_pid "$name" $!
+    wait_until "$name" 60 "$logfile" curl -sf "$health"
+    log "$name ready ($health)"
 }
 
 platform_start() {
@@ -80,7 +84,7 @@ platform_start() {
 
 platform_stop() {
     local i
-    for ((i = ${#EP_APPS[@]} - 1; i >= 0; i--)); do stop_pid "${EP_APPS[i]}" 30; done
+    for ((i = ${#EP_APPS[@]} - 1; i >= 0; i--)); do stop_pid "$EP_APP_PREFIX${EP_APPS[i]}" 30; done
 }
 
 platform_status() {
