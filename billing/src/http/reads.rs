@@ -29,17 +29,26 @@ pub struct Page<T: ToSchema> {
     pub items: Vec<T>,
 }
 
+/// The time-range parameters every read takes (documentation of the query string; the handler
+/// parses it itself so that each bad value is named in a 422).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct RangeParams {
+    /// RFC 3339 start (inclusive).
+    from: Option<String>,
+    /// RFC 3339 end (exclusive).
+    to: Option<String>,
+    /// Most rows, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
 /// A property's readings whose interval starts in `[from, to)`.
 #[utoipa::path(
     get,
     path = "/api/v1/properties/{propertyId}/consumption",
     tag = "read",
-    params(
-        ("propertyId" = String, Path, description = "The property"),
-        ("from" = Option<String>, Query, description = "RFC 3339 start (inclusive)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 end (exclusive)"),
-        ("limit" = Option<i64>, Query, description = "Most rows, 1 to 1000 (default 100)"),
-    ),
+    params(("propertyId" = String, Path, description = "The property"), RangeParams),
     responses(
         (status = 200, body = Page<ConsumptionRow>),
         (status = 422, description = "A parameter is invalid", body = super::error::ErrorBody),
@@ -51,14 +60,11 @@ pub async fn consumption(
     Path(property): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<ConsumptionRow>>, ApiError> {
-    let (property, range) = parse(property, &params)?;
-    let items = store::queries::consumption(&state.pool, property.as_str(), range)
-        .await
-        .map_err(|e| ApiError::unavailable("the database", &e))?;
-    Ok(Json(Page {
-        property_id: property.to_string(),
-        items,
-    }))
+    page(property, &params, |property, range| {
+        let pool = state.pool.clone();
+        async move { store::queries::consumption(&pool, &property, range).await }
+    })
+    .await
 }
 
 /// A property's recommendations stored in `[from, to)`.
@@ -66,12 +72,7 @@ pub async fn consumption(
     get,
     path = "/api/v1/properties/{propertyId}/recommendations",
     tag = "read",
-    params(
-        ("propertyId" = String, Path, description = "The property"),
-        ("from" = Option<String>, Query, description = "RFC 3339 start (inclusive)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 end (exclusive)"),
-        ("limit" = Option<i64>, Query, description = "Most rows, 1 to 1000 (default 100)"),
-    ),
+    params(("propertyId" = String, Path, description = "The property"), RangeParams),
     responses(
         (status = 200, body = Page<RecommendationRow>),
         (status = 422, description = "A parameter is invalid", body = super::error::ErrorBody),
@@ -83,14 +84,11 @@ pub async fn recommendations(
     Path(property): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<RecommendationRow>>, ApiError> {
-    let (property, range) = parse(property, &params)?;
-    let items = store::queries::recommendations(&state.pool, property.as_str(), range)
-        .await
-        .map_err(|e| ApiError::unavailable("the database", &e))?;
-    Ok(Json(Page {
-        property_id: property.to_string(),
-        items,
-    }))
+    page(property, &params, |property, range| {
+        let pool = state.pool.clone();
+        async move { store::queries::recommendations(&pool, &property, range).await }
+    })
+    .await
 }
 
 /// A property's RED alerts raised in `[from, to)`.
@@ -98,12 +96,7 @@ pub async fn recommendations(
     get,
     path = "/api/v1/properties/{propertyId}/alerts",
     tag = "read",
-    params(
-        ("propertyId" = String, Path, description = "The property"),
-        ("from" = Option<String>, Query, description = "RFC 3339 start (inclusive)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 end (exclusive)"),
-        ("limit" = Option<i64>, Query, description = "Most rows, 1 to 1000 (default 100)"),
-    ),
+    params(("propertyId" = String, Path, description = "The property"), RangeParams),
     responses(
         (status = 200, body = Page<AlertRow>),
         (status = 422, description = "A parameter is invalid", body = super::error::ErrorBody),
@@ -115,8 +108,26 @@ pub async fn alerts(
     Path(property): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<AlertRow>>, ApiError> {
-    let (property, range) = parse(property, &params)?;
-    let items = store::queries::alerts(&state.pool, property.as_str(), range)
+    page(property, &params, |property, range| {
+        let pool = state.pool.clone();
+        async move { store::queries::alerts(&pool, &property, range).await }
+    })
+    .await
+}
+
+/// Parses the path and query, then fetches the rows with `fetch`.
+async fn page<T, F, Fut>(
+    property: String,
+    params: &HashMap<String, String>,
+    fetch: F,
+) -> Result<Json<Page<T>>, ApiError>
+where
+    T: ToSchema,
+    F: FnOnce(String, TimeRange) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, sqlx::Error>>,
+{
+    let (property, range) = parse(property, params)?;
+    let items = fetch(property.to_string(), range)
         .await
         .map_err(|e| ApiError::unavailable("the database", &e))?;
     Ok(Json(Page {
