@@ -4,6 +4,8 @@
 //!   the RabbitMQ topology of an EnergyPlatform resource file with the operator's own code,
 //!   without a cluster (used by `dev/up`); `--delete` removes them as `deletionPolicy: Delete`
 //!   would.
+//! - `operator run`: the Kubernetes controller, with leader election, `/metrics`, `/healthz`
+//!   and `/readyz` (see `operator run --help`; every flag is also an environment variable).
 //! - `operator thresholds --file platform.yaml`: prints the recommender's thresholds JSON, the
 //!   content of the ConfigMap the controller writes.
 
@@ -12,18 +14,24 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use operator::EnergyPlatform;
+use operator::controller::runner::{self, LogFormat, RunArgs};
 use operator::provision::{KafkaProvisioner, RabbitProvisioner};
 
 /// EnergyPlatform operator.
 #[derive(Debug, Parser)]
 #[command(name = "operator", version)]
 struct Cli {
+    /// Log format: `text` for a terminal, `json` for deployments.
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller: reconcile EnergyPlatform resources until SIGTERM.
+    Run(RunArgs),
     /// Provision the Kafka topic and RabbitMQ topology of a resource file, without a cluster.
     Provision {
         /// EnergyPlatform resource (YAML or JSON).
@@ -55,15 +63,12 @@ fn read_platform(file: &PathBuf) -> anyhow::Result<EnergyPlatform> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .init();
+    let cli = Cli::parse();
+    runner::init_logging(cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    match Cli::parse().command {
+    match cli.command {
+        Command::Run(args) => runner::run(args).await.context("operator run")?,
         Command::Provision {
             file,
             kafka_bootstrap,

@@ -189,7 +189,12 @@ pub struct Resources {
 ))]
 pub struct ThresholdsSpec {
     /// Absolute limit, kWh per hour of interval; a reading above it may raise a RED alert.
+    // The API server compares a whole-number value with the integer part of `minimum`, so
+    // `0` passes `minimum: 0.001`; the CEL rule closes that gap.
     #[schemars(range(min = 0.001, max = 1000000.0))]
+    #[x_kube(validation = Rule::new("self >= 0.001").message(
+        "thresholds.absoluteKwhPerHour must be at least 0.001"
+    ))]
     pub absolute_kwh_per_hour: f64,
     /// Relative limit: usage above this multiple of the property's own baseline (same hour of
     /// the week over recent weeks) is too high, once enough history exists.
@@ -199,6 +204,9 @@ pub struct ThresholdsSpec {
     /// An alert clears once usage falls below this multiple of the baseline (hysteresis).
     #[serde(default = "default_clear_ratio")]
     #[schemars(range(min = 0.1, max = 100.0))]
+    #[x_kube(validation = Rule::new("self >= 0.1").message(
+        "thresholds.clearRatio must be at least 0.1"
+    ))]
     pub clear_ratio: f64,
     /// Weeks of history the baseline looks back over.
     #[serde(default = "default_baseline_weeks")]
