@@ -18,7 +18,11 @@ use crate::retry::RetryPolicy;
 #[command(name = "recommender", version, about)]
 pub struct Config {
     /// Kafka bootstrap servers, `host:port` separated by commas.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub kafka_bootstrap: String,
 
     /// Topic of consumption events; undecodable ones go to `<topic>.dlq`.

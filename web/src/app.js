@@ -5,7 +5,7 @@
 
 const REFRESH_MS = 5000;
 const RECONNECT_MAX_MS = 10000;
-const state = { property: null, socket: null, reconnectMs: 500, charts: {}, seenAlerts: new Set() };
+const state = { property: null, since: 0, socket: null, reconnectMs: 500, charts: {}, seenAlerts: new Set() };
 
 const $ = (id) => document.getElementById(id);
 
@@ -208,7 +208,11 @@ async function refresh() {
     ]);
     renderHistory(readings.items);
     renderRecommendations(recommendations.items, readings.items);
-    for (const alert of alerts.items) addAlert({ ...alert, propertyId: state.property }, false);
+    // An alert raised since the property was opened is news, whichever path brought it first
+    // (the socket or this poll); older ones only fill the list.
+    for (const alert of alerts.items) {
+      addAlert({ ...alert, propertyId: state.property }, Date.parse(alert.raisedAt) >= state.since);
+    }
   } catch (error) {
     $("reading-status").textContent = `Could not load the property: ${error.message}`;
   }
@@ -245,6 +249,7 @@ function choose(event) {
     return;
   }
   state.property = input.value.trim();
+  state.since = Date.now();
   state.seenAlerts.clear();
   $("alerts").replaceChildren();
   $("alert-banner").hidden = true;
