@@ -15,7 +15,7 @@ use energy_contracts::event::SCHEMA_VERSION;
 use energy_contracts::names::{EVENT_TYPE_CONSUMPTION, HEADER_CONTENT_TYPE, HEADER_EVENT_TYPE};
 use energy_contracts::{ConsumptionEvent, EnergyKind};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::OUTBOX_CHANNEL;
@@ -139,38 +139,39 @@ async fn insert_one(
     received_at: DateTime<Utc>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     let event = event_for(reading, received_at);
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    // Checked against the schema at compile time (offline data in `.sqlx/`).
+    let inserted = sqlx::query_scalar!(
         "INSERT INTO readings (event_id, property_id, meter_id, kind, kwh, period_start, \
          period_end, utc_offset_secs, region, received_at, idempotency_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT DO NOTHING RETURNING event_id",
+        event.event_id,
+        event.property_id.as_str(),
+        event.meter_id.as_deref(),
+        event.kind.as_str(),
+        event.kwh,
+        event.period_start.with_timezone(&Utc),
+        event.period_end.with_timezone(&Utc),
+        event.period_start.offset().local_minus_utc(),
+        &event.region,
+        received_at,
+        idempotency_key,
     )
-    .bind(event.event_id)
-    .bind(event.property_id.as_str())
-    .bind(event.meter_id.as_deref())
-    .bind(event.kind.as_str())
-    .bind(event.kwh)
-    .bind(event.period_start.with_timezone(&Utc))
-    .bind(event.period_end.with_timezone(&Utc))
-    .bind(event.period_start.offset().local_minus_utc())
-    .bind(&event.region)
-    .bind(received_at)
-    .bind(idempotency_key)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(event_id) = inserted else {
         return Ok(None);
     };
 
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO outbox (event_id, topic, msg_key, payload, headers) \
          VALUES ($1, $2, $3, $4, $5)",
+        event_id,
+        &outbox.topic,
+        event.property_id.as_str(),
+        event.to_json(),
+        headers(outbox.traceparent.as_deref()),
     )
-    .bind(event_id)
-    .bind(&outbox.topic)
-    .bind(event.property_id.as_str())
-    .bind(event.to_json())
-    .bind(headers(outbox.traceparent.as_deref()))
     .execute(&mut *tx)
     .await?;
     Ok(Some(event_id))
@@ -216,32 +217,29 @@ async fn replay(
     reading: &NewReading,
     idempotency_key: Option<&str>,
 ) -> Result<Ingested, StoreError> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "SELECT event_id, property_id, meter_id, kind, kwh, period_start, period_end, region, \
          (event_id = $1) AS by_event_id FROM readings WHERE event_id = $1 OR \
          ($2::text IS NOT NULL AND idempotency_key = $2) ORDER BY by_event_id DESC LIMIT 1",
+        reading.event_id,
+        idempotency_key,
     )
-    .bind(reading.event_id)
-    .bind(idempotency_key)
     .fetch_one(pool)
     .await?;
 
-    let existing: Uuid = row.try_get("event_id")?;
-    let key = if row
-        .try_get::<Option<bool>, _>("by_event_id")?
-        .unwrap_or(false)
-    {
+    let existing = row.event_id;
+    let key = if row.by_event_id.unwrap_or(false) {
         "eventId"
     } else {
         "Idempotency-Key"
     };
-    let same = row.try_get::<String, _>("property_id")? == reading.property_id.as_str()
-        && row.try_get::<Option<String>, _>("meter_id")? == reading.meter_id
-        && row.try_get::<String, _>("kind")? == reading.kind.as_str()
-        && row.try_get::<f64, _>("kwh")? == reading.kwh
-        && same_instant(row.try_get("period_start")?, reading.period_start)
-        && same_instant(row.try_get("period_end")?, reading.period_end)
-        && row.try_get::<String, _>("region")? == reading.region;
+    let same = row.property_id == reading.property_id.as_str()
+        && row.meter_id == reading.meter_id
+        && row.kind == reading.kind.as_str()
+        && row.kwh == reading.kwh
+        && same_instant(row.period_start, reading.period_start)
+        && same_instant(row.period_end, reading.period_end)
+        && row.region == reading.region;
     if same {
         Ok(Ingested::Replayed(existing))
     } else {
