@@ -299,7 +299,7 @@ kube_launch() {
         --cert-dir="$pki" --tls-cert-file="$pki/server.crt" \
         --tls-private-key-file="$pki/server.key" --client-ca-file="$pki/ca.crt" \
         --secure-port="$EP_APISERVER_PORT" --bind-address=127.0.0.1 \
-        --advertise-address=127.0.0.1 --service-cluster-ip-range=10.96.0.0/24 \
+        --advertise-address=127.0.0.1 --service-cluster-ip-range=10.96.0.0/16 \
         --allow-privileged=true --disable-admission-plugins=ServiceAccount \
         --authorization-mode=RBAC --service-account-issuer=https://127.0.0.1 \
         --service-account-key-file="$pki/sa.pub" \

@@ -22,14 +22,14 @@ pub struct Config {
     #[arg(
         long,
         env = "LOADGEN_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:55432/energy"
+        default_value = "postgres://postgres@127.0.0.1:25432/energy"
     )]
     pub database_url: String,
     /// Kafka bootstrap servers of the platform's broker.
     #[arg(
         long,
         env = "LOADGEN_KAFKA_BOOTSTRAP",
-        default_value = "127.0.0.1:59092"
+        default_value = "127.0.0.1:29092"
     )]
     pub kafka_bootstrap: String,
     /// Topic billing publishes readings to.

@@ -235,7 +235,7 @@ mod tests {
 
         assert_eq!(
             value_of(&env, "KAFKA_BOOTSTRAP_SERVERS"),
-            Some("127.0.0.1:59092")
+            Some("127.0.0.1:29092")
         );
         assert_eq!(
             value_of(&env, "KAFKA_TOPIC"),
