@@ -121,7 +121,11 @@ rabbitmq_launch() {
 
 rabbitmq_stop() {
     if running_pid rabbitmq >/dev/null; then
-        rabbitmq_ctl -n ep@localhost stop >/dev/null 2>&1 || true
+        # rabbitmqctl starts an epmd of its own when none answers on the port; ask the node to
+        # stop only while ours runs, else signal its process group directly.
+        if running_pid epmd >/dev/null; then
+            rabbitmq_ctl -n ep@localhost stop >/dev/null 2>&1 || true
+        fi
         stop_pid rabbitmq 30
     fi
     stop_pid epmd 5
