@@ -111,11 +111,12 @@ async fn main() -> anyhow::Result<()> {
         applied_at.insert((namespace.clone(), name.clone()), burst_start.elapsed());
         apply(&client, namespace, &name, &run, &bootstrap).await?;
     }
-    let ready_at = wait_all_ready(&client, &run, &applied_at, args.timeout_secs).await?;
+    let ready_at =
+        wait_all_ready(&client, &run, &applied_at, burst_start, args.timeout_secs).await?;
     let all_secs = burst_start.elapsed().as_secs_f64();
     let mut each: Vec<f64> = applied_at
         .iter()
-        .map(|(key, applied)| (ready_at[key] - *applied).as_secs_f64())
+        .map(|(key, applied)| ready_at[key].saturating_sub(*applied).as_secs_f64())
         .collect();
     each.sort_by(f64::total_cmp);
     println!(
@@ -326,16 +327,17 @@ async fn wait_ready(
     Ok(())
 }
 
-/// Polls every resource of the run until all are Ready; when each first was.
+/// Polls every resource of the run until all are Ready; when each first was, measured from
+/// `start` like the apply times.
 async fn wait_all_ready(
     client: &Client,
     run: &str,
     applied_at: &BTreeMap<(String, String), Duration>,
+    start: Instant,
     timeout_secs: u64,
 ) -> anyhow::Result<BTreeMap<(String, String), Duration>> {
     let api: Api<EnergyPlatform> = Api::all(client.clone());
     let params = ListParams::default().labels(&format!("{LABEL}={run}"));
-    let start = Instant::now() - applied_at.values().next().copied().unwrap_or_default();
     let mut ready = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     while ready.len() < applied_at.len() {
