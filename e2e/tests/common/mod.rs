@@ -175,41 +175,44 @@ impl Platform {
 
     /// Waits until `sql` (a count) reaches `expected`.
     pub async fn wait_count(&self, sql: &str, expected: i64) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-                .fetch_one(&self.db.pool)
-                .await?;
-            if count == expected {
-                return Ok(());
-            }
-            if count > expected {
-                bail!("{sql} gave {count}, more than the {expected} expected");
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "{sql} reached {count} of {expected} within {DEADLINE:?}; logs in {}",
-                    self.logs.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let count = self
+            .poll_count(sql, Duration::from_millis(200), |n| n >= expected)
+            .await?;
+        if count > expected {
+            bail!("{sql} gave {count}, more than the {expected} expected");
         }
+        Ok(())
     }
 
     /// Waits until `sql` (a count) reaches at least `minimum`.
     pub async fn wait_count_at_least(&self, sql: &str, minimum: i64) -> anyhow::Result<()> {
+        self.poll_count(sql, Duration::from_millis(20), |n| n >= minimum)
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `sql` (a count) every `every` until `done` holds; the last count.
+    async fn poll_count(
+        &self,
+        sql: &str,
+        every: Duration,
+        done: impl Fn(i64) -> bool,
+    ) -> anyhow::Result<i64> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
                 .fetch_one(&self.db.pool)
                 .await?;
-            if count >= minimum {
-                return Ok(());
+            if done(count) {
+                return Ok(count);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{sql} reached only {count} of {minimum} within {DEADLINE:?}");
+                bail!(
+                    "{sql} reached only {count} within {DEADLINE:?}; logs in {}",
+                    self.logs.display()
+                );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(every).await;
         }
     }
 
