@@ -14,8 +14,13 @@ EP_APPS=(carbon-calculator billing recommender)
 # topic on its own without taking partitions from a running dev/up.
 : "${EP_RECOMMENDER_GROUP:=recommender}"
 
+# `dev/up` runs release builds, as a deployment would; dev/test's browser run sets `debug` to
+# reuse the test build.
+: "${EP_BUILD_PROFILE:=release}"
+
 cargo_target() { echo "${CARGO_TARGET_DIR:-$EP_CACHE/cargo-target}"; }
-app_bin() { echo "$(cargo_target)/debug/$1"; }
+# EP_BIN_DIR runs binaries from elsewhere (a benchmark comparing two builds).
+app_bin() { echo "${EP_BIN_DIR:-$(cargo_target)/$EP_BUILD_PROFILE}/$1"; }
 
 # The web page's assets from the pinned npm packages of web/package-lock.json.
 web_build() {
@@ -26,9 +31,13 @@ web_build() {
 
 platform_build() {
     web_build
-    log "building the platform binaries (cargo build)"
-    CARGO_TARGET_DIR="$(cargo_target)" cargo build --locked --manifest-path "$EP_ROOT/Cargo.toml" \
-        -p billing -p recommender -p carbon-calculator -p operator >"$EP_LOGS/cargo-build.log" 2>&1 ||
+    log "building the platform binaries (cargo build, $EP_BUILD_PROFILE profile)"
+    local profile=()
+    [ "$EP_BUILD_PROFILE" = release ] && profile=(--release)
+    CARGO_TARGET_DIR="$(cargo_target)" cargo build "${profile[@]}" --locked \
+        --manifest-path "$EP_ROOT/Cargo.toml" \
+        -p billing -p recommender -p carbon-calculator -p operator \
+        >"$EP_LOGS/cargo-build.log" 2>&1 ||
         start_failed platform "$EP_LOGS/cargo-build.log" "cargo build failed"
 }
 
