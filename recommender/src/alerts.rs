@@ -6,8 +6,9 @@
 //! keeps one path for a first connection and a lost one.
 //!
 //! The link sits behind a tokio mutex held for a whole publish (send and confirm), so alerts go
-//! out one at a time, in the order the consumer raises them, and a reconnect never races a
-//! publish on the old channel.
+//! out one at a time, and a reconnect never races a publish on the old channel. The partitions'
+//! workers share the publisher; each waits for its own confirm, so one partition's alerts keep
+//! that partition's order.
 
 use std::time::Duration;
 

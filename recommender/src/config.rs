@@ -41,8 +41,9 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Most PostgreSQL connections the recommender holds.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 5)]
+    /// Most PostgreSQL connections the recommender holds; each partition's worker uses one at a
+    /// time.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
 
     /// URL the carbon function answers `POST` requests on.

@@ -1,14 +1,16 @@
 //! The Kafka side of the consumer: subscription, offset commits and rebalances.
 //!
-//! Auto-commit is off. The service calls [`EventConsumer::commit`] for a message only once its
-//! results are stored and confirmed; the commit is asynchronous (a lost one only means a
-//! redelivery, which the store deduplicates), and the offsets are committed again synchronously
-//! when partitions are revoked and at shutdown, so the next owner starts where this one ended.
+//! Auto-commit is off. A partition's worker calls [`EventConsumer::settle`] for a message only
+//! once its results are stored and confirmed; that records the offset after it. The recorded
+//! offsets are committed asynchronously by [`EventConsumer::commit_pending`], which the service
+//! calls on a short tick (a lost commit only means a redelivery, which the store deduplicates),
+//! and again synchronously when partitions are revoked and at shutdown, so the next owner starts
+//! where this one ended.
 //!
 //! Which partitions this consumer owns is tracked in [`Ownership`], shared with the rebalance
-//! callbacks. librdkafka runs those callbacks inside `recv`, between two messages, so a message
-//! being processed always belongs to the current assignment; the check in `commit` still
-//! refuses to commit for a partition that is no longer owned.
+//! callbacks. librdkafka runs those callbacks inside `recv`. A worker may still be busy with a
+//! message of a partition that was just revoked: [`EventConsumer::settle`] then refuses to record
+//! it, and the next owner reads the message again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,13 +37,37 @@ struct Ownership {
     assigned: HashSet<PartitionKey>,
     /// Next offset to commit (last settled + 1), per owned partition.
     settled: HashMap<PartitionKey, i64>,
+    /// The offsets last sent in a commit, so a tick with nothing new sends nothing.
+    committed: HashMap<PartitionKey, i64>,
 }
 
-/// Whether a settled message's offset was committed.
+impl Ownership {
+    fn forget(&mut self, key: &PartitionKey) {
+        self.assigned.remove(key);
+        self.settled.remove(key);
+        self.committed.remove(key);
+    }
+
+    /// Settled offsets not yet sent in a commit, marked as sent.
+    fn take_uncommitted(&mut self) -> Vec<(PartitionKey, i64)> {
+        let pending: Vec<_> = self
+            .settled
+            .iter()
+            .filter(|(key, offset)| self.committed.get(*key) != Some(*offset))
+            .map(|(key, offset)| (key.clone(), *offset))
+            .collect();
+        for (key, offset) in &pending {
+            self.committed.insert(key.clone(), *offset);
+        }
+        pending
+    }
+}
+
+/// Whether a settled message's offset was recorded for the next commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitOutcome {
-    /// The commit was sent.
-    Sent,
+pub enum SettleOutcome {
+    /// Recorded; the next commit carries it.
+    Recorded,
     /// The partition was revoked meanwhile; its next owner reads the message again.
     NotOwned,
 }
@@ -94,8 +120,7 @@ impl ConsumerContext for RebalanceContext {
 
         let mut ownership = self.ownership();
         for key in &keys {
-            ownership.assigned.remove(key);
-            ownership.settled.remove(key);
+            ownership.forget(key);
         }
         tracing::info!(partitions = ?keys, "partitions revoked");
     }
@@ -115,13 +140,21 @@ impl ConsumerContext for RebalanceContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => tracing::debug!(offsets = ?offsets_text(offsets), "offsets committed"),
-            // The message is read again after a restart or rebalance, and deduplicated.
-            Err(err) => tracing::warn!(error = %err, "offset commit failed"),
+            // Sent again on the next tick; until then a restart or rebalance re-reads the
+            // messages, and the store deduplicates them.
+            Err(err) => {
+                tracing::warn!(error = %err, "offset commit failed");
+                let mut ownership = self.ownership();
+                for key in partition_keys(offsets) {
+                    ownership.committed.remove(&key);
+                }
+            }
         }
     }
 }
 
-/// The consumer of the consumption topic.
+/// The consumer of the consumption topic; clones share the one librdkafka consumer.
+#[derive(Clone)]
 pub struct EventConsumer {
     consumer: Arc<StreamConsumer<RebalanceContext>>,
     ownership: Arc<Mutex<Ownership>>,
@@ -156,22 +189,37 @@ impl EventConsumer {
         self.consumer.recv().await.map(|message| message.detach())
     }
 
-    /// Records `message` as settled and commits the offset after it, if the partition is still
-    /// owned.
-    pub fn commit(&self, message: &OwnedMessage) -> Result<CommitOutcome, KafkaError> {
+    /// Whether the partition `message` came from is still owned: a worker skips messages of a
+    /// revoked partition, which its next owner reads again.
+    pub fn owns(&self, message: &OwnedMessage) -> bool {
+        let key = (message.topic().to_string(), message.partition());
+        lock(&self.ownership).assigned.contains(&key)
+    }
+
+    /// Records `message` as settled: the next commit carries the offset after it, if the
+    /// partition is still owned. The recorded offset only moves forward.
+    pub fn settle(&self, message: &OwnedMessage) -> SettleOutcome {
         let key = (message.topic().to_string(), message.partition());
         let next = message.offset() + 1;
-        {
-            let mut ownership = lock(&self.ownership);
-            if !ownership.assigned.contains(&key) {
-                return Ok(CommitOutcome::NotOwned);
-            }
-            ownership.settled.insert(key.clone(), next);
+        let mut ownership = lock(&self.ownership);
+        if !ownership.assigned.contains(&key) {
+            return SettleOutcome::NotOwned;
         }
+        let settled = ownership.settled.entry(key).or_insert(next);
+        *settled = (*settled).max(next);
+        SettleOutcome::Recorded
+    }
 
-        let list = offsets_list([(&key, next)]);
+    /// Sends the settled offsets recorded since the last commit, without waiting for the
+    /// broker; returns how many partitions it named.
+    pub fn commit_pending(&self) -> Result<usize, KafkaError> {
+        let pending = lock(&self.ownership).take_uncommitted();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let list = offsets_list(pending.iter().map(|(key, offset)| (key, *offset)));
         self.consumer.commit(&list, CommitMode::Async)?;
-        Ok(CommitOutcome::Sent)
+        Ok(pending.len())
     }
 
     /// Commits every settled offset synchronously: the last step of shutdown.
@@ -241,5 +289,38 @@ mod tests {
 
         assert_eq!(list.count(), 1);
         assert_eq!(offsets_text(&list), vec!["events/3@Offset(42)".to_string()]);
+    }
+
+    #[test]
+    fn only_offsets_that_moved_since_the_last_commit_are_taken() {
+        let key = ("events".to_string(), 0);
+        let other = ("events".to_string(), 1);
+        let mut ownership = Ownership::default();
+        ownership.settled.insert(key.clone(), 10);
+        ownership.settled.insert(other.clone(), 4);
+
+        let first = ownership.take_uncommitted();
+        ownership.settled.insert(key.clone(), 12);
+        let second = ownership.take_uncommitted();
+        let third = ownership.take_uncommitted();
+
+        assert_eq!(first.len(), 2);
+        assert_eq!(second, vec![(key, 12)]);
+        assert!(third.is_empty());
+    }
+
+    #[test]
+    fn a_revoked_partition_is_forgotten_entirely() {
+        let key = ("events".to_string(), 2);
+        let mut ownership = Ownership::default();
+        ownership.assigned.insert(key.clone());
+        ownership.settled.insert(key.clone(), 7);
+        ownership.committed.insert(key.clone(), 7);
+
+        ownership.forget(&key);
+
+        assert!(ownership.assigned.is_empty());
+        assert!(ownership.settled.is_empty());
+        assert!(ownership.committed.is_empty());
     }
 }

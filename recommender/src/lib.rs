@@ -6,8 +6,8 @@
 //!
 //! - [`kafka`]: the consumer group, manual commits and rebalances; [`dead_letter`]: the DLQ;
 //! - [`carbon`]: the carbon function client; [`store`]: PostgreSQL; [`alerts`]: RabbitMQ;
-//! - [`process`]: the steps for one message; [`service`]: the loop that runs them in order,
-//!   waits out failures with the [`retry`] policy and shuts down cleanly;
+//! - [`process`]: the steps for one message; [`service`]: one worker per partition that runs
+//!   them in order, waits out failures with the [`retry`] policy and shuts down cleanly;
 //! - [`config`], [`telemetry`], [`metrics`], [`health`]: configuration, logs and probes, wired
 //!   by the thin `main.rs`.
 //!

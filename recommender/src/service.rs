@@ -1,25 +1,34 @@
-//! The running consumer: wires the adapters, then reads the topic one message at a time.
+//! The running consumer: wires the adapters, reads the topic and hands each message to the
+//! worker of its partition.
 //!
-//! Messages are processed strictly one after another, which keeps every partition in order
-//! (and every property, since billing keys by property). A message is settled when its results
-//! are stored and confirmed, or when it is dead-lettered; only then is its offset committed. A
-//! transient failure is retried with the [`RetryPolicy`] until it passes: the consumer waits,
-//! and nothing behind the message is read meanwhile.
+//! One worker per partition processes that partition's messages strictly one after another,
+//! which keeps every partition in order (and every property, since billing keys by property);
+//! the partitions' workers run side by side, so the carbon call and the store of one partition
+//! overlap with those of the others. A message is settled when its results are stored and
+//! confirmed, or when it is dead-lettered; only then is its offset recorded for the next commit,
+//! which a committer task sends every [`COMMIT_INTERVAL`]. A transient failure is retried with
+//! the [`RetryPolicy`] until it passes: that partition's worker waits, and nothing behind the
+//! message in that partition is processed meanwhile.
 //!
-//! Shutdown protocol: cancelling the token stops the loop from taking another message. An
-//! attempt in progress runs to its end (each step has its own timeout); a wait between attempts
-//! is cut short, leaving that message uncommitted for the next owner. Then the settled offsets
-//! are committed synchronously and [`Recommender::run`] returns.
+//! Each worker's queue holds at most [`LANE_CAPACITY`] messages; when one is full the reader
+//! waits for it, and librdkafka buffers what follows.
 //!
-//! Known limits: one message at a time bounds throughput by the carbon call's latency, where a
-//! consumer per partition would overlap them. An outage longer than `max.poll.interval.ms`
-//! (5 minutes) makes librdkafka leave the group while the loop waits; it rejoins on the next
-//! read and the message is redelivered and deduplicated.
+//! Shutdown protocol: cancelling the token stops the reader; each worker finishes the attempt in
+//! progress (each step has its own timeout) and leaves what is queued behind it uncommitted for
+//! the next owner; a wait between attempts is cut short. Then the settled offsets are committed
+//! synchronously and [`Recommender::run`] returns.
+//!
+//! Known limit: an outage longer than `max.poll.interval.ms` (5 minutes) that fills a worker's
+//! queue makes librdkafka leave the group while the reader waits; it rejoins on the next read and
+//! the messages are redelivered and deduplicated.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -30,12 +39,17 @@ use crate::config::Config;
 use crate::dead_letter::DeadLetters;
 use crate::domain::Thresholds;
 use crate::health::Probes;
-use crate::kafka::{CommitOutcome, EventConsumer};
+use crate::kafka::{EventConsumer, SettleOutcome};
 use crate::metrics::{Metrics, Outcome};
 use crate::process::{self, Processor};
 use crate::retry::RetryPolicy;
 use crate::store::Store;
 use crate::{Error, ErrorChain};
+
+/// Messages a partition's worker may have queued before the reader waits for it.
+pub const LANE_CAPACITY: usize = 256;
+/// How often settled offsets are committed.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The consumer and everything it needs, connected and ready to run.
 pub struct Recommender {
@@ -121,13 +135,19 @@ impl Recommender {
     /// Consumes until `shutdown` is cancelled, then commits what is settled.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         // Alerts stored before a crash but never confirmed go out first; this runs beside the
-        // loop so that a RabbitMQ outage at start-up does not hold up readings.
+        // workers so that a RabbitMQ outage at start-up does not hold up readings.
         let sweep = tokio::spawn(republish_pending(
             Arc::clone(&self.processor),
             self.policy,
             shutdown.clone(),
         ));
+        let committer = tokio::spawn(commit_every(
+            self.consumer.clone(),
+            COMMIT_INTERVAL,
+            shutdown.clone(),
+        ));
 
+        let mut lanes = Lanes::default();
         loop {
             let received = tokio::select! {
                 biased;
@@ -143,26 +163,20 @@ impl Recommender {
                     continue;
                 }
             };
-
-            let span = message_span(&message);
-            let settled = self
-                .settle(&message, &shutdown)
-                .instrument(span.clone())
-                .await;
-            let Some(outcome) = settled else { break };
-            let _entered = span.enter();
-            match self.consumer.commit(&message) {
-                Ok(CommitOutcome::Sent) => tracing::debug!(?outcome, "settled and committed"),
-                Ok(CommitOutcome::NotOwned) => {
-                    tracing::info!(?outcome, "settled, but the partition was revoked meanwhile")
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "offset commit failed; redelivery follows")
-                }
+            let lane = lanes.sender(message.partition(), || self.worker(shutdown.clone()));
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                // A worker only ends at shutdown, so a refused send means shutdown is under way.
+                sent = lane.send(message) => if sent.is_err() { break },
             }
         }
 
-        tracing::info!("stopping: committing settled offsets");
+        tracing::info!("stopping: waiting for the workers, then committing settled offsets");
+        lanes.finish().await;
+        if let Err(err) = committer.await {
+            tracing::error!(error = %err, "offset committer failed");
+        }
         if let Err(err) = self.consumer.commit_settled().await {
             tracing::warn!(error = %err, "final offset commit failed; redelivery follows");
         }
@@ -173,12 +187,93 @@ impl Recommender {
         Ok(())
     }
 
+    /// The worker of one partition, ready to be spawned with its queue's receiving end.
+    fn worker(&self, shutdown: CancellationToken) -> Worker {
+        Worker {
+            consumer: self.consumer.clone(),
+            processor: Arc::clone(&self.processor),
+            policy: self.policy,
+            shutdown,
+        }
+    }
+}
+
+/// The workers, one per partition seen so far, each behind a bounded queue.
+#[derive(Default)]
+struct Lanes {
+    senders: HashMap<i32, mpsc::Sender<OwnedMessage>>,
+    workers: JoinSet<()>,
+}
+
+impl Lanes {
+    /// The queue of `partition`'s worker, spawning the worker on first use.
+    fn sender(
+        &mut self,
+        partition: i32,
+        worker: impl FnOnce() -> Worker,
+    ) -> &mpsc::Sender<OwnedMessage> {
+        self.senders.entry(partition).or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(LANE_CAPACITY);
+            let worker = worker();
+            self.workers.spawn(
+                worker
+                    .run(receiver)
+                    .instrument(tracing::info_span!("worker", partition)),
+            );
+            sender
+        })
+    }
+
+    /// Closes every queue and waits for the workers to stop.
+    async fn finish(mut self) {
+        self.senders.clear();
+        while let Some(joined) = self.workers.join_next().await {
+            if let Err(err) = joined {
+                tracing::error!(error = %err, "partition worker failed");
+            }
+        }
+    }
+}
+
+/// Processes one partition's messages in order.
+struct Worker {
+    consumer: EventConsumer,
+    processor: Arc<Processor>,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    async fn run(self, mut queue: mpsc::Receiver<OwnedMessage>) {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                message = queue.recv() => match message {
+                    Some(message) => message,
+                    None => return,
+                },
+            };
+            // Queued before its partition was revoked: the next owner reads it again.
+            if !self.consumer.owns(&message) {
+                continue;
+            }
+
+            let span = message_span(&message);
+            let settled = self.settle(&message).instrument(span.clone()).await;
+            let Some(outcome) = settled else { return };
+            let _entered = span.enter();
+            match self.consumer.settle(&message) {
+                SettleOutcome::Recorded => tracing::debug!(?outcome, "settled"),
+                SettleOutcome::NotOwned => {
+                    tracing::info!(?outcome, "settled, but the partition was revoked meanwhile")
+                }
+            }
+        }
+    }
+
     /// Attempts `message` until it is settled; `None` when shutdown came during a wait.
-    async fn settle(
-        &self,
-        message: &OwnedMessage,
-        shutdown: &CancellationToken,
-    ) -> Option<Outcome> {
+    async fn settle(&self, message: &OwnedMessage) -> Option<Outcome> {
         let started = Instant::now();
         let mut delays = self.policy.delays();
         loop {
@@ -200,11 +295,29 @@ impl Recommender {
             );
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = shutdown.cancelled() => {
+                () = self.shutdown.cancelled() => {
                     tracing::info!("shutdown during a retry wait; the message stays uncommitted");
                     return None;
                 }
             }
+        }
+    }
+}
+
+/// Commits newly settled offsets every `interval` until shutdown.
+async fn commit_every(consumer: EventConsumer, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match consumer.commit_pending() {
+            Ok(0) => {}
+            Ok(partitions) => tracing::debug!(partitions, "settled offsets sent"),
+            Err(err) => tracing::warn!(error = %err, "offset commit failed; retried next tick"),
         }
     }
 }
