@@ -19,6 +19,15 @@ pub struct Config {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
+    /// Writer tasks that store single readings, each gathering concurrent requests into one
+    /// transaction (group commit); each holds at most one pool connection.
+    #[arg(long, env = "GROUP_COMMIT_WRITERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub group_commit_writers: u16,
+    /// Most single readings stored in one group-commit transaction.
+    #[arg(long, env = "GROUP_COMMIT_MAX_READINGS", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub group_commit_max_readings: u16,
     /// Kafka bootstrap servers, `host:port[,host:port]`.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub kafka_bootstrap_servers: String,

@@ -23,6 +23,7 @@ pub struct Metrics {
     rejected: Family<CodeLabel, Counter>,
     published: Counter,
     outbox_age: Histogram,
+    group_size: Histogram,
 }
 
 impl Metrics {
@@ -62,6 +63,15 @@ impl Metrics {
             "Time from commit of a reading to Kafka's acknowledgement",
             outbox_age.clone(),
         );
+        // 1 to 512 readings, doubling.
+        let group_size = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+        );
+        registry.register(
+            "group_commit_readings",
+            "Single-reading requests stored together in one transaction",
+            group_size.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             accepted,
@@ -69,6 +79,7 @@ impl Metrics {
             rejected,
             published,
             outbox_age,
+            group_size,
         }
     }
 
@@ -99,6 +110,11 @@ impl Metrics {
     /// One outbox row reached Kafka `age_secs` after it was written.
     pub fn observe_outbox_age(&self, age_secs: f64) {
         self.outbox_age.observe(age_secs);
+    }
+
+    /// A group of `readings` single-reading requests went into one transaction.
+    pub fn group_committed(&self, readings: usize) {
+        self.group_size.observe(readings as f64);
     }
 
     /// The registry in Prometheus text format.

@@ -22,7 +22,7 @@ use crate::domain::ReadingRules;
 use crate::http::{self, AppState, HttpLimits};
 use crate::metrics::Metrics;
 use crate::relay::{self, RelayError, RelaySettings};
-use crate::store;
+use crate::store::{self, GroupCommit, GroupSettings};
 
 /// Why billing stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +86,19 @@ pub async fn serve(
         None => warn!("no AMQP_URL: RED alerts are not relayed to the page"),
     }
 
+    let group_settings = GroupSettings {
+        writers: usize::from(config.group_commit_writers),
+        max_readings: usize::from(config.group_commit_max_readings),
+    };
+    let writer = GroupCommit::start(
+        pool.clone(),
+        config.kafka_topic.clone(),
+        group_settings,
+        metrics.clone(),
+    );
     let state = AppState {
         pool: pool.clone(),
+        writer,
         producer,
         rules: Arc::new(ReadingRules {
             regions: config.regions.clone(),

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, ensure};
 use billing::domain::ReadingRules;
-use billing::store::{self, OutboxMessage};
+use billing::store::{self, Submission};
 use chrono::Utc;
 use common::{Billing, Stack, check_published_once_in_order, client, reading, send_concurrently};
 use energy_contracts::names::HEADER_TRACEPARENT;
@@ -111,15 +111,20 @@ async fn rows_left_in_the_outbox_while_billing_was_down_are_published_on_start()
         regions: vec!["GB".into()],
         default_region: "GB".into(),
     };
-    let outbox = OutboxMessage {
-        topic: stack.topic.clone(),
-        traceparent: Some(energy_contracts::trace::continue_or_start(None)),
-    };
+    let traceparent = energy_contracts::trace::continue_or_start(None);
     let mut accepted: HashMap<String, Vec<Uuid>> = HashMap::new();
     for n in 0..10 {
         for property in ["left-a", "left-b", "left-c"] {
-            let new = rules.validate(&reading(property, n), Utc::now())?;
-            let id = store::insert_reading(&stack.db.pool, &new, None, &outbox).await?;
+            let submission = Submission {
+                reading: rules.validate(&reading(property, n), Utc::now())?,
+                idempotency_key: None,
+                traceparent: Some(traceparent.clone()),
+            };
+            let stored = store::insert_many(&stack.db.pool, &stack.topic, &[submission]).await?;
+            let id = stored
+                .into_iter()
+                .next()
+                .context("one outcome per reading")??;
             accepted
                 .entry(property.into())
                 .or_default()

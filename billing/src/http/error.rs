@@ -128,6 +128,7 @@ impl From<StoreError> for ApiError {
                 api
             }
             StoreError::Database(e) => Self::unavailable("the database", &e),
+            StoreError::Closed => Self::unavailable("the reading store", &error),
         }
     }
 }

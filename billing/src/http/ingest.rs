@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::domain::{BatchFormat, NewReading, batch};
-use crate::store::{self, Ingested, OutboxMessage};
+use crate::store::{self, Ingested, Submission};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -130,8 +130,12 @@ pub async fn ingest_one(
     })?;
     let key = idempotency_key(&headers)?;
 
-    let outbox = outbox_message(&state, &headers);
-    let outcome = store::insert_reading(&state.pool, &reading, key, &outbox).await?;
+    let submission = Submission {
+        reading,
+        idempotency_key: key.map(str::to_string),
+        traceparent: Some(traceparent(&headers)),
+    };
+    let outcome = state.writer.submit(submission).await?;
     let mut response = (
         StatusCode::ACCEPTED,
         Json(AcceptedBody {
@@ -200,9 +204,17 @@ pub async fn ingest_batch(
     }
 
     if !valid.is_empty() {
-        let readings: Vec<NewReading> = valid.iter().map(|(_, r)| r.clone()).collect();
-        let outbox = outbox_message(&state, &headers);
-        let outcomes = store::insert_batch(&state.pool, &readings, &outbox).await?;
+        // One trace for the whole batch, as it is one request.
+        let traceparent = traceparent(&headers);
+        let submissions: Vec<Submission> = valid
+            .iter()
+            .map(|(_, reading)| Submission {
+                reading: reading.clone(),
+                idempotency_key: None,
+                traceparent: Some(traceparent.clone()),
+            })
+            .collect();
+        let outcomes = store::insert_many(&state.pool, &state.topic, &submissions).await?;
         for ((index, _), outcome) in valid.iter().zip(outcomes) {
             results[*index] = Some(match outcome {
                 Ok(ingested) => {
@@ -252,14 +264,12 @@ fn rejected(index: usize, error: &ApiError) -> BatchItemResult {
     }
 }
 
-fn outbox_message(state: &AppState, headers: &HeaderMap) -> OutboxMessage {
+/// The request's trace context continued, or a new one: what the Kafka message carries.
+fn traceparent(headers: &HeaderMap) -> String {
     let incoming = headers
         .get(HEADER_TRACEPARENT)
         .and_then(|v| v.to_str().ok());
-    OutboxMessage {
-        topic: state.topic.clone(),
-        traceparent: Some(energy_contracts::trace::continue_or_start(incoming)),
-    }
+    energy_contracts::trace::continue_or_start(incoming)
 }
 
 /// The media type of the request without parameters, lower-cased.

@@ -35,6 +35,7 @@ use tower_http::trace::TraceLayer;
 use crate::alerts::AlertHub;
 use crate::domain::ReadingRules;
 use crate::metrics::Metrics;
+use crate::store::GroupCommit;
 use error::ApiError;
 
 /// What every handler shares; cheap to clone.
@@ -48,6 +49,8 @@ pub struct AppState {
     pub rules: Arc<ReadingRules>,
     /// Kafka topic of the outbox rows.
     pub topic: String,
+    /// Group commit of single readings.
+    pub writer: GroupCommit,
     /// Accepted bearer tokens; empty means auth is off.
     pub tokens: Arc<Vec<String>>,
     /// Most items in a batch.

@@ -1,14 +1,17 @@
 //! PostgreSQL adapter: the shared schema (sqlx migrations in `migrations/` at the workspace
-//! root), storing readings with their outbox rows, and the read queries of the API.
+//! root), storing readings with their outbox rows (many per transaction, see [`GroupCommit`]),
+//! and the read queries of the API.
 
+mod group_commit;
 pub mod queries;
 mod readings;
 
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 
+pub use group_commit::{GroupCommit, GroupSettings};
 pub use queries::{AlertRow, ConsumptionRow, RecommendationRow, TimeRange};
-pub use readings::{Ingested, OutboxMessage, StoreError, insert_batch, insert_reading};
+pub use readings::{Ingested, StoreError, Submission, insert_many};
 
 /// The migrations, embedded at compile time so a binary always carries its schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");

@@ -1,14 +1,24 @@
-//! Storing accepted readings: the reading and its outbox row in one transaction.
+//! Storing accepted readings: readings and their outbox rows in one transaction, many at a time.
+//!
+//! [`insert_many`] writes any number of readings with a fixed number of statements: the rows go
+//! to PostgreSQL as arrays and are inserted by `UNNEST` (one statement for the readings, one for
+//! the outbox), so a batch of 500 costs what a single reading costs in round trips. Single
+//! readings reach it through [`super::GroupCommit`], which gathers concurrent requests into one
+//! transaction.
 //!
 //! Idempotency: the event id (client-chosen or a fresh UUID v7) is the primary key and the
 //! `Idempotency-Key` header is unique, so a retry inserts nothing; the stored reading is
 //! compared with the retry and answered as a replay, or refused as a conflict when it differs.
+//! Within one call, the first of two readings with the same id or key is the one stored.
 //!
 //! Order: a transaction-scoped advisory lock per property serialises concurrent inserts of one
 //! property, so outbox sequence numbers of a property follow commit order and the relay, which
-//! publishes by sequence, keeps each property's readings in the order they were accepted.
+//! publishes by sequence, keeps each property's readings in the order they were accepted. The
+//! locks are taken in one fixed order, so two transactions sharing properties cannot deadlock;
+//! within a transaction the outbox rows are numbered in the order of the readings given.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use energy_contracts::event::SCHEMA_VERSION;
@@ -39,8 +49,9 @@ impl Ingested {
     }
 }
 
-/// Why a reading could not be stored.
-#[derive(Debug, thiserror::Error)]
+/// Why a reading could not be stored. Cloneable, because one failed transaction is the answer
+/// to every request it carried.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The event id or idempotency key is taken by a reading with other content.
     #[error("{key} was already used for a different reading (event {existing})")]
@@ -52,129 +63,174 @@ pub enum StoreError {
     },
     /// PostgreSQL failed or is unreachable.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(Arc<sqlx::Error>),
+    /// The writer tasks have stopped: billing is shutting down.
+    #[error("the reading writers have stopped")]
+    Closed,
 }
 
-/// What the outbox carries to Kafka for one reading.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(Arc::new(error))
+    }
+}
+
+/// One reading to store, with what its outbox row carries besides the event.
 #[derive(Debug, Clone)]
-pub struct OutboxMessage {
-    /// Kafka topic.
-    pub topic: String,
-    /// W3C trace context to put in the message headers, when the request had one.
+pub struct Submission {
+    /// The validated reading.
+    pub reading: NewReading,
+    /// The request's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+    /// W3C trace context for the Kafka message headers.
     pub traceparent: Option<String>,
 }
 
-/// Stores one reading and its outbox row. `idempotency_key` comes from the request header.
-pub async fn insert_reading(
+/// Stores `items` and their outbox rows (for `topic`) in one transaction; each item gets its own
+/// outcome, in order. An `Err` of the whole call means nothing was stored.
+pub async fn insert_many(
     pool: &PgPool,
-    reading: &NewReading,
-    idempotency_key: Option<&str>,
-    outbox: &OutboxMessage,
-) -> Result<Ingested, StoreError> {
-    let mut tx = pool.begin().await?;
-    lock_properties(&mut tx, [reading.property_id.as_str()]).await?;
-    match insert_one(&mut tx, reading, idempotency_key, outbox, Utc::now()).await? {
-        Some(created) => {
-            notify_relay(&mut tx).await?;
-            tx.commit().await?;
-            Ok(Ingested::Created(created))
-        }
-        None => {
-            tx.rollback().await?;
-            replay(pool, reading, idempotency_key).await
-        }
-    }
-}
-
-/// Stores the valid readings of a batch in one transaction; each gets its own outcome.
-pub async fn insert_batch(
-    pool: &PgPool,
-    readings: &[NewReading],
-    outbox: &OutboxMessage,
+    topic: &str,
+    items: &[Submission],
 ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
-    let mut tx = pool.begin().await?;
-    // Locks in a fixed order, so two batches sharing properties cannot deadlock.
-    let properties: BTreeSet<&str> = readings.iter().map(|r| r.property_id.as_str()).collect();
-    lock_properties(&mut tx, properties).await?;
-
-    let received_at = Utc::now();
-    let mut inserted = Vec::with_capacity(readings.len());
-    for reading in readings {
-        inserted.push(insert_one(&mut tx, reading, None, outbox, received_at).await?);
+    if items.is_empty() {
+        return Ok(Vec::new());
     }
-    if inserted.iter().any(Option::is_some) {
+    let received_at = Utc::now();
+    let events: Vec<ConsumptionEvent> = items
+        .iter()
+        .map(|item| event_for(&item.reading, received_at))
+        .collect();
+
+    let mut tx = pool.begin().await?;
+    let properties: BTreeSet<&str> = events.iter().map(|e| e.property_id.as_str()).collect();
+    lock_properties(&mut tx, properties).await?;
+    let stored = insert_readings(&mut tx, items, &events, received_at).await?;
+    let created = claim_first(&events, &stored);
+    if created.iter().any(|&c| c) {
+        insert_outbox(&mut tx, topic, items, &events, &created).await?;
         notify_relay(&mut tx).await?;
     }
     tx.commit().await?;
 
-    let mut outcomes = Vec::with_capacity(readings.len());
-    for (reading, created) in readings.iter().zip(inserted) {
-        outcomes.push(match created {
-            Some(id) => Ok(Ingested::Created(id)),
-            None => replay(pool, reading, None).await,
+    let mut outcomes = Vec::with_capacity(items.len());
+    for ((item, event), created) in items.iter().zip(&events).zip(created) {
+        outcomes.push(if created {
+            Ok(Ingested::Created(event.event_id))
+        } else {
+            replay(pool, &item.reading, item.idempotency_key.as_deref()).await
         });
     }
     Ok(outcomes)
 }
 
-async fn lock_properties<'a>(
+/// Takes the advisory lock of every property, in sorted order, in one statement.
+async fn lock_properties(
     tx: &mut PgConnection,
-    properties: impl IntoIterator<Item = &'a str>,
+    properties: BTreeSet<&str>,
 ) -> Result<(), sqlx::Error> {
-    for property in properties {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(property)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let properties: Vec<&str> = properties.into_iter().collect();
+    // Volatile target-list functions run after the sort, so the locks follow `ORDER BY`.
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended(property, 0)) AS \"locked!: ()\" \
+         FROM unnest($1::text[]) WITH ORDINALITY AS p (property, n) ORDER BY n",
+        &properties as &[&str],
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     Ok(())
 }
 
-/// Inserts the reading and its outbox row; `None` when the event id or key already exists.
-async fn insert_one(
+/// Inserts the readings that are new; returns the event ids stored.
+async fn insert_readings(
     tx: &mut PgConnection,
-    reading: &NewReading,
-    idempotency_key: Option<&str>,
-    outbox: &OutboxMessage,
+    items: &[Submission],
+    events: &[ConsumptionEvent],
     received_at: DateTime<Utc>,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    let event = event_for(reading, received_at);
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let properties: Vec<&str> = events.iter().map(|e| e.property_id.as_str()).collect();
+    let meters: Vec<Option<&str>> = events.iter().map(|e| e.meter_id.as_deref()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let kwh: Vec<f64> = events.iter().map(|e| e.kwh).collect();
+    let starts: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_start.to_utc()).collect();
+    let ends: Vec<DateTime<Utc>> = events.iter().map(|e| e.period_end.to_utc()).collect();
+    let offsets: Vec<i32> = events
+        .iter()
+        .map(|e| e.period_start.offset().local_minus_utc())
+        .collect();
+    let regions: Vec<&str> = events.iter().map(|e| e.region.as_str()).collect();
+    let keys: Vec<Option<&str>> = items.iter().map(|i| i.idempotency_key.as_deref()).collect();
+
     // Checked against the schema at compile time (offline data in `.sqlx/`).
-    let inserted = sqlx::query_scalar!(
+    let stored = sqlx::query_scalar!(
         "INSERT INTO readings (event_id, property_id, meter_id, kind, kwh, period_start, \
          period_end, utc_offset_secs, region, received_at, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         SELECT r.event_id, r.property_id, r.meter_id, r.kind, r.kwh, r.period_start, \
+         r.period_end, r.utc_offset_secs, r.region, $10, r.idempotency_key \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[], \
+         $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::text[], $11::text[]) \
+         WITH ORDINALITY AS r (event_id, property_id, meter_id, kind, kwh, period_start, \
+         period_end, utc_offset_secs, region, idempotency_key, n) \
+         ORDER BY r.n \
          ON CONFLICT DO NOTHING RETURNING event_id",
-        event.event_id,
-        event.property_id.as_str(),
-        event.meter_id.as_deref(),
-        event.kind.as_str(),
-        event.kwh,
-        event.period_start.with_timezone(&Utc),
-        event.period_end.with_timezone(&Utc),
-        event.period_start.offset().local_minus_utc(),
-        &event.region,
+        &ids,
+        &properties as &[&str],
+        &meters as &[Option<&str>],
+        &kinds as &[&str],
+        &kwh,
+        &starts,
+        &ends,
+        &offsets,
+        &regions as &[&str],
         received_at,
-        idempotency_key,
+        &keys as &[Option<&str>],
     )
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    let Some(event_id) = inserted else {
-        return Ok(None);
-    };
+    Ok(stored.into_iter().collect())
+}
 
+/// Which items were stored now: the first item of each stored event id (a later item with the
+/// same id, or any item whose id was not stored, is answered from the stored row).
+fn claim_first(events: &[ConsumptionEvent], stored: &HashSet<Uuid>) -> Vec<bool> {
+    let mut claimed = HashSet::with_capacity(stored.len());
+    events
+        .iter()
+        .map(|e| stored.contains(&e.event_id) && claimed.insert(e.event_id))
+        .collect()
+}
+
+/// The outbox rows of the created readings, numbered in the order given.
+async fn insert_outbox(
+    tx: &mut PgConnection,
+    topic: &str,
+    items: &[Submission],
+    events: &[ConsumptionEvent],
+    created: &[bool],
+) -> Result<(), sqlx::Error> {
+    let rows = items.iter().zip(events).zip(created).filter(|(_, c)| **c);
+    let (mut ids, mut keys, mut payloads, mut headers_list) = (vec![], vec![], vec![], vec![]);
+    for ((item, event), _) in rows {
+        ids.push(event.event_id);
+        keys.push(event.property_id.as_str());
+        payloads.push(event.to_json());
+        headers_list.push(headers(item.traceparent.as_deref()));
+    }
     sqlx::query!(
         "INSERT INTO outbox (event_id, topic, msg_key, payload, headers) \
-         VALUES ($1, $2, $3, $4, $5)",
-        event_id,
-        &outbox.topic,
-        event.property_id.as_str(),
-        event.to_json(),
-        headers(outbox.traceparent.as_deref()),
+         SELECT o.event_id, $2, o.msg_key, o.payload, o.headers \
+         FROM unnest($1::uuid[], $3::text[], $4::bytea[], $5::jsonb[]) \
+         WITH ORDINALITY AS o (event_id, msg_key, payload, headers, n) ORDER BY o.n",
+        &ids,
+        topic,
+        &keys as &[&str],
+        &payloads,
+        &headers_list,
     )
     .execute(&mut *tx)
     .await?;
-    Ok(Some(event_id))
+    Ok(())
 }
 
 fn event_for(reading: &NewReading, received_at: DateTime<Utc>) -> ConsumptionEvent {
