@@ -73,6 +73,21 @@ pub struct PhaseReport {
     pub outbox_age: Summary,
     /// Outbox rows published per second, first commit to last acknowledgement.
     pub relay_per_sec: f64,
+    /// Wall clock (Unix milliseconds) when the phase's load started, when its last request was
+    /// answered, and when the recommender had caught up: to cut a system-wide CPU profile
+    /// (`dev/bench` with `EP_BENCH_PROFILE=1`) into phases.
+    pub window: PhaseWindow,
+}
+
+/// When a phase ran, in Unix milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PhaseWindow {
+    /// The first request left.
+    pub started_ms: i64,
+    /// The last request was answered.
+    pub loaded_ms: i64,
+    /// Every accepted reading had its recommendation.
+    pub settled_ms: i64,
 }
 
 /// What the machine does without the platform in between.

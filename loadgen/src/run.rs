@@ -13,7 +13,7 @@ use crate::ceiling::{self, Rate, ScratchDatabase};
 use crate::config::Config;
 use crate::driver::{Driver, Mode, PhaseOutcome, Sent};
 use crate::probe::{OutboxTimes, Probe, Table};
-use crate::report::{Ceilings, Machine, NoLossCheck, PhaseReport, Report};
+use crate::report::{Ceilings, Machine, NoLossCheck, PhaseReport, PhaseWindow, Report};
 use crate::stats::{Recorder, Summary};
 use crate::workload::{Lanes, Planned, Workload};
 
@@ -174,7 +174,9 @@ async fn phase(
 ) -> Result<Phase> {
     let planned: usize = plan.iter().map(Vec::len).sum();
     let bar = bar(progress, planned as u64, name);
+    let started_ms = Utc::now().timestamp_millis();
     let outcome = driver.run_phase(plan, mode, limit, &bar).await;
+    let loaded_ms = Utc::now().timestamp_millis();
     bar.finish_and_clear();
 
     // Wait until the recommender has caught up with this phase, then read its times.
@@ -184,6 +186,7 @@ async fn phase(
         format!("{name}: waiting for the recommender to catch up"),
     );
     probe.wait_recommended(&ids, config.settle_limit()).await?;
+    let settled_ms = Utc::now().timestamp_millis();
     settle.finish_and_clear();
     let recommended = probe.recommended_at(&ids).await?;
     let outbox = probe.outbox_times(&ids).await?;
@@ -200,6 +203,11 @@ async fn phase(
         end_to_end: end_to_end(&outcome.accepted, &recommended),
         outbox_age: outbox_age(&outbox),
         relay_per_sec: relay_rate(&outbox),
+        window: PhaseWindow {
+            started_ms,
+            loaded_ms,
+            settled_ms,
+        },
     };
     Ok(Phase { outcome, report })
 }

@@ -1,0 +1,61 @@
+"""Where the cores went during each load phase of a benchmark run.
+
+Reads `perf script -F time,pid,comm` output (recorded with --clockid realtime) on stdin, the
+load generator's results JSON (its phases carry wall-clock windows) and NAME=PID pairs for the
+platform's own processes. Prints, per phase (load start until the recommender caught up), the
+share of all CPU time each process group used; samples of PID 0 are idle time.
+"""
+
+import json
+import sys
+from collections import Counter
+
+
+def group_of(pid, comm, named):
+    if pid == 0:
+        return "idle"
+    if pid in named:
+        return named[pid]
+    if comm.startswith("postgres"):
+        return "postgres"
+    return "other: " + comm
+
+
+def main():
+    results_path, pairs = sys.argv[1], sys.argv[2:]
+    named = {}
+    for pair in pairs:
+        name, _, pid = pair.partition("=")
+        if pid.isdigit():
+            named[int(pid)] = name
+    with open(results_path, encoding="utf-8") as results:
+        phases = [
+            (p["name"], p["window"]["started_ms"] / 1000, p["window"]["settled_ms"] / 1000)
+            for p in json.load(results)["phases"]
+        ]
+    counts = {name: Counter() for name, _, _ in phases}
+    for line in sys.stdin:
+        # "<comm with spaces> <pid> <time>:"
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        try:
+            time = float(fields[-1].rstrip(":"))
+            pid = int(fields[-2])
+        except ValueError:
+            continue
+        comm = " ".join(fields[:-2])
+        for name, start, end in phases:
+            if start <= time <= end:
+                counts[name][group_of(pid, comm, named)] += 1
+    for name, start, end in phases:
+        total = sum(counts[name].values())
+        if total == 0:
+            continue
+        print(f"{name} ({end - start:.0f} s, {total} samples):")
+        for group, n in counts[name].most_common(10):
+            print(f"  {100 * n / total:5.1f} %  {group}")
+
+
+if __name__ == "__main__":
+    main()
