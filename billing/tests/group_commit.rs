@@ -178,8 +178,7 @@ async fn outbox_rows_are_numbered_in_the_order_the_readings_were_given() -> anyh
 }
 
 #[tokio::test]
-async fn a_failed_group_transaction_answers_every_request_with_the_error() -> anyhow::Result<()>
-{
+async fn a_failed_group_transaction_answers_every_request_with_the_error() -> anyhow::Result<()> {
     let db = database("group-fail").await?;
     // A pool on a database that does not exist: every transaction fails at its first step.
     let missing = db.url.replace(&db.name, &format!("{}_missing", db.name));

@@ -3,16 +3,20 @@
 //! Each request hands its reading to a queue and waits for its own outcome. A few writer tasks
 //! take turns at the queue: a writer takes the first reading waiting (it never waits for more
 //! to arrive, so a lone request is written at once) plus whatever else is queued at that moment,
-//! up to [`GroupSettings::max_readings`], and stores them with [`insert_many`]: one transaction,
-//! one commit and one WAL flush for the whole group. While one writer's transaction runs, the
-//! next writer is already gathering the following group, so the groups grow with the load.
+//! up to [`GroupSettings::max_readings`], and stores them with [`insert_many_if`]: one
+//! transaction, one commit and one WAL flush for the whole group. While one writer's transaction
+//! runs, the next writer is already gathering the following group, so the groups grow with the
+//! load.
 //!
 //! Nothing about a reading's meaning changes: each request still gets 202 only after the
 //! commit that holds its reading, and its own replay or conflict answer. When the transaction
 //! fails, every request in the group gets the error (503), and none of their readings is
-//! stored. A request that gives up while its group is being written (a client that hangs up)
-//! leaves that group unchanged: the reading may be stored, as with any request cut off after its
-//! commit, and a retry with the same key or id is answered as a replay.
+//! stored. A request that gives up while its group is being written (the request timeout, or a
+//! client that hangs up) is taken out of it: just before the commit the writer checks that every
+//! requester still waits, and if one has gone it rolls back and writes the group again without
+//! it. So a 503 for a timeout means the reading was not stored, as when each request had its own
+//! transaction; only a requester that leaves between that check and the commit finds its reading
+//! stored, and a retry with the same key or id is answered as a replay.
 
 use std::sync::Arc;
 
@@ -20,7 +24,7 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
 
-use super::readings::{Ingested, StoreError, Submission, insert_many};
+use super::readings::{Ingested, StoreError, Submission, insert_many_if};
 use crate::metrics::Metrics;
 
 /// How the writers group readings.
@@ -111,23 +115,38 @@ impl Writer {
         Some(group)
     }
 
-    async fn write(&self, group: Vec<Job>) {
-        let (submissions, replies): (Vec<Submission>, Vec<_>) = group
-            .into_iter()
-            .map(|job| (job.submission, job.reply))
-            .unzip();
-        self.metrics.group_committed(submissions.len());
-        match insert_many(&self.pool, &self.topic, &submissions).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // A requester that hung up no longer needs its answer.
-                    let _ = reply.send(outcome);
-                }
+    /// Writes the group, again without any requester that has gone, until the commit is for
+    /// requesters that all still wait (or none is left).
+    async fn write(&self, mut group: Vec<Job>) {
+        loop {
+            group.retain(|job| !job.reply.is_closed());
+            if group.is_empty() {
+                return;
             }
-            Err(err) => {
-                tracing::warn!(error = %err, readings = replies.len(), "group not stored");
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
+            let submissions: Vec<Submission> =
+                group.iter().map(|job| job.submission.clone()).collect();
+            let all_waiting = || group.iter().all(|job| !job.reply.is_closed());
+            match insert_many_if(&self.pool, &self.topic, &submissions, all_waiting).await {
+                Ok(Some(outcomes)) => {
+                    self.metrics.group_committed(submissions.len());
+                    for (job, outcome) in group.into_iter().zip(outcomes) {
+                        // A requester that left after the check no longer needs its answer.
+                        let _ = job.reply.send(outcome);
+                    }
+                    return;
+                }
+                Ok(None) => {
+                    tracing::debug!(
+                        readings = group.len(),
+                        "a requester left; group rolled back"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, readings = group.len(), "group not stored");
+                    for job in group {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
+                    return;
                 }
             }
         }

@@ -93,8 +93,20 @@ pub async fn insert_many(
     topic: &str,
     items: &[Submission],
 ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+    let outcomes = insert_many_if(pool, topic, items, || true).await?;
+    Ok(outcomes.unwrap_or_default())
+}
+
+/// [`insert_many`], except that `wanted` is asked just before the commit: when it answers false
+/// the transaction is rolled back and `Ok(None)` says that nothing was stored.
+pub async fn insert_many_if(
+    pool: &PgPool,
+    topic: &str,
+    items: &[Submission],
+    wanted: impl Fn() -> bool,
+) -> Result<Option<Vec<Result<Ingested, StoreError>>>, StoreError> {
     if items.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
     let received_at = Utc::now();
     let events: Vec<ConsumptionEvent> = items
@@ -111,6 +123,10 @@ pub async fn insert_many(
         insert_outbox(&mut tx, topic, items, &events, &created).await?;
         notify_relay(&mut tx).await?;
     }
+    if !wanted() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     tx.commit().await?;
 
     let mut outcomes = Vec::with_capacity(items.len());
@@ -121,7 +137,7 @@ pub async fn insert_many(
             replay(pool, &item.reading, item.idempotency_key.as_deref()).await
         });
     }
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// Takes the advisory lock of every property, in sorted order, in one statement.
