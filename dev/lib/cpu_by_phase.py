@@ -2,8 +2,9 @@
 
 Reads `perf script -F time,pid,comm` output (recorded with --clockid realtime) on stdin, the
 load generator's results JSON (its phases carry wall-clock windows) and NAME=PID pairs for the
-platform's own processes. Prints, per phase (load start until the recommender caught up), the
-share of all CPU time each process group used; samples of PID 0 are idle time.
+platform's own processes. Prints, for each phase's load (first request until the last answer)
+and its catch-up (until the recommender has stored every recommendation), the share of all CPU
+time each process group used; samples of PID 0 are idle time.
 """
 
 import json
@@ -29,10 +30,13 @@ def main():
         if pid.isdigit():
             named[int(pid)] = name
     with open(results_path, encoding="utf-8") as results:
-        phases = [
-            (p["name"], p["window"]["started_ms"] / 1000, p["window"]["settled_ms"] / 1000)
-            for p in json.load(results)["phases"]
-        ]
+        phases = []
+        for phase in json.load(results)["phases"]:
+            window = phase["window"]
+            started, loaded = window["started_ms"] / 1000, window["loaded_ms"] / 1000
+            settled = window["settled_ms"] / 1000
+            phases.append((phase["name"] + " load", started, loaded))
+            phases.append((phase["name"] + " catch-up", loaded, settled))
     counts = {name: Counter() for name, _, _ in phases}
     for line in sys.stdin:
         # "<comm with spaces> <pid> <time>:"
@@ -52,7 +56,7 @@ def main():
         total = sum(counts[name].values())
         if total == 0:
             continue
-        print(f"{name} ({end - start:.0f} s, {total} samples):")
+        print(f"{name} ({end - start:.1f} s, {total} samples):")
         for group, n in counts[name].most_common(10):
             print(f"  {100 * n / total:5.1f} %  {group}")
 

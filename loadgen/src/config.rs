@@ -81,6 +81,12 @@ pub struct Config {
     /// Process id of billing, to sample its resident memory (none: not sampled).
     #[arg(long, env = "LOADGEN_BILLING_PID")]
     pub billing_pid: Option<u32>,
+    /// Process to hold stopped (SIGSTOP) while the single and batch phases load, resumed before
+    /// the wait for recommendations: given the recommender's, billing's ingest is measured
+    /// without the recommender on the same cores. Those phases' end-to-end figures include the
+    /// hold.
+    #[arg(long, env = "LOADGEN_HOLD_PID")]
+    pub hold_pid: Option<u32>,
     /// Where the JSON results are written.
     #[arg(long, env = "LOADGEN_OUTPUT", default_value = "bench-results.json")]
     pub output: PathBuf,

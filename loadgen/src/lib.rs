@@ -14,9 +14,13 @@
 //! as multi-row inserts, the same messages from a bare Kafka producer. Last, the no-loss check:
 //! every accepted reading is stored once, published once and has one recommendation.
 //!
+//! With `--hold-pid` set to the recommender's process, the recommender is held stopped while the
+//! single and batch phases load ([`hold`]): billing's ingest without the recommender on the same
+//! cores, beside the full pipeline's figure of a run without it.
+//!
 //! Modules: [`config`] (flags), [`workload`] (which readings), [`driver`] (HTTP),
 //! [`alerts`] (WebSocket), [`probe`] (the platform's stores), [`ceiling`], [`stats`],
-//! [`report`] (table and JSON).
+//! [`hold`], [`report`] (table and JSON).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +28,7 @@ pub mod alerts;
 pub mod ceiling;
 pub mod config;
 pub mod driver;
+pub mod hold;
 pub mod probe;
 pub mod report;
 pub mod run;
@@ -79,6 +84,9 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The `--hold-pid` process could not be stopped or resumed.
+    #[error("cannot hold the process given by --hold-pid")]
+    Hold(#[from] hold::HoldError),
     /// The results could not be written.
     #[error("cannot write {path}")]
     Output {

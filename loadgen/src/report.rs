@@ -42,6 +42,8 @@ pub struct Report {
     pub alerts_expected: usize,
     /// Largest resident memory of billing during the run, MiB (when its pid was given).
     pub billing_rss_max_mib: Option<f64>,
+    /// The process held stopped while the single and batch phases loaded (`--hold-pid`).
+    pub held_pid: Option<u32>,
     /// The machine's ceilings (absent when skipped).
     pub ceilings: Option<Ceilings>,
     /// The no-loss check.
@@ -73,6 +75,8 @@ pub struct PhaseReport {
     pub outbox_age: Summary,
     /// Outbox rows published per second, first commit to last acknowledgement.
     pub relay_per_sec: f64,
+    /// Whether the `--hold-pid` process was held stopped while this phase loaded.
+    pub held: bool,
     /// Wall clock (Unix milliseconds) when the phase's load started, when its last request was
     /// answered, and when the recommender had caught up: to cut a system-wide CPU profile
     /// (`dev/bench` with `EP_BENCH_PROFILE=1`) into phases.
@@ -228,6 +232,13 @@ impl Report {
             "run {}: {} connections, batches of {}, {} properties, {}-minute readings\n",
             self.run_id, self.concurrency, self.batch_size, self.properties, self.interval_mins
         );
+        if let Some(pid) = self.held_pid {
+            let _ = writeln!(
+                out,
+                "held: process {pid} stopped while the single and batch phases loaded \
+                 (their end-to-end figures include the hold)\n"
+            );
+        }
 
         let _ = writeln!(
             out,

@@ -12,6 +12,7 @@ use crate::alerts::AlertListener;
 use crate::ceiling::{self, Rate, ScratchDatabase};
 use crate::config::Config;
 use crate::driver::{Driver, Mode, PhaseOutcome, Sent};
+use crate::hold::Held;
 use crate::probe::{OutboxTimes, Probe, Table};
 use crate::report::{Ceilings, Machine, NoLossCheck, PhaseReport, PhaseWindow, Report};
 use crate::stats::{Recorder, Summary};
@@ -70,6 +71,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
         steady_limit,
         &config,
         progress,
+        None,
     )
     .await?;
     let single_lanes = single_plan.clone();
@@ -82,6 +84,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
         config.phase_limit(),
         &config,
         progress,
+        config.hold_pid,
     )
     .await?;
     let batch_lanes = batch_plan.clone();
@@ -95,6 +98,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
         config.phase_limit(),
         &config,
         progress,
+        config.hold_pid,
     )
     .await?;
 
@@ -150,6 +154,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
         alert_latency: alert_latency.summary(),
         alerts_expected: alert_ids.len(),
         billing_rss_max_mib,
+        held_pid: config.hold_pid,
         ceilings,
         no_loss,
     })
@@ -171,13 +176,18 @@ async fn phase(
     limit: Duration,
     config: &Config,
     progress: bool,
+    hold: Option<u32>,
 ) -> Result<Phase> {
     let planned: usize = plan.iter().map(Vec::len).sum();
     let bar = bar(progress, planned as u64, name);
+    let held = hold.map(Held::stop).transpose()?;
     let started_ms = Utc::now().timestamp_millis();
     let outcome = driver.run_phase(plan, mode, limit, &bar).await;
     let loaded_ms = Utc::now().timestamp_millis();
     bar.finish_and_clear();
+    if let Some(held) = held {
+        held.resume()?;
+    }
 
     // Wait until the recommender has caught up with this phase, then read its times.
     let ids: Vec<Uuid> = outcome.accepted.iter().map(|s| s.event_id).collect();
@@ -203,6 +213,7 @@ async fn phase(
         end_to_end: end_to_end(&outcome.accepted, &recommended),
         outbox_age: outbox_age(&outbox),
         relay_per_sec: relay_rate(&outbox),
+        held: hold.is_some(),
         window: PhaseWindow {
             started_ms,
             loaded_ms,
