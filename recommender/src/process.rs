@@ -6,7 +6,8 @@
 //! 4. in one transaction under the property's lock: load the series' history and alert state,
 //!    judge the reading ([`assess`]), draw its advice ([`advise`]), store the recommendation,
 //!    any alert (unpublished) and the new state;
-//! 5. publish the reading's unpublished alerts and stamp them once RabbitMQ confirms.
+//! 5. publish the reading's unpublished alerts (when it raised one, or was stored before) and
+//!    stamp them once RabbitMQ confirms.
 //!
 //! Every step is idempotent, so after a transient failure the whole sequence is simply run again
 //! ([`ProcessError`] is always worth a retry). Failures that would repeat forever (an undecodable
@@ -122,6 +123,18 @@ pub fn advice_document(
     })
 }
 
+/// What step 4 found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Stored now, with no alert.
+    Quiet,
+    /// Stored now, with an alert to publish.
+    Alerting,
+    /// Stored before (by another consumer, or an attempt whose publish failed): its alert, if
+    /// any, may still be unpublished.
+    Before,
+}
+
 /// Runs the steps for one message; built by [`crate::service`] from the adapters.
 #[derive(Debug)]
 pub struct Processor {
@@ -168,31 +181,34 @@ impl Processor {
             partition: message.partition(),
             offset: message.offset(),
         };
-        match self.record(&event, &reading, position, &carbon).await {
-            Ok(_) => {}
+        let recorded = match self.record(&event, &reading, position, &carbon).await {
+            Ok(recorded) => recorded,
             Err(err) if !err.is_transient() => {
                 let reason = PoisonReason::Unstorable(ErrorChain(&err).to_string());
                 return self.dead_letter(message, reason).await;
             }
             Err(err) => return Err(err.into()),
-        }
+        };
 
-        self.publish_pending(Some(event.event_id)).await?;
+        // A reading stored without an alert has nothing to publish: skip the query.
+        if recorded != Recorded::Quiet {
+            self.publish_pending(Some(event.event_id)).await?;
+        }
         Ok(Outcome::Stored)
     }
 
-    /// Step 4: judge, advise and store in one transaction. False when another consumer stored
-    /// the reading first.
+    /// Step 4: judge, advise and store in one transaction.
     async fn record(
         &self,
         event: &ConsumptionEvent,
         reading: &Reading,
         position: KafkaPosition,
         carbon: &CarbonResponse,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let mut tx = self.store.lock_property(&event.property_id).await?;
-        if tx.is_processed(event.event_id).await? {
-            return Ok(false);
+        let seen = tx.seen(event.event_id).await?;
+        if seen.processed {
+            return Ok(Recorded::Before);
         }
 
         let thresholds = &self.thresholds;
@@ -200,7 +216,7 @@ impl Processor {
             .start()
             .checked_sub_signed(thresholds.baseline_window())
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let history = tx.history(event, since).await?;
+        let history = tx.history(event, seen.in_readings, since).await?;
         let baseline = Baseline::build(&history, event.kind, reading.start(), thresholds);
 
         let series = series_key(event.kind, event.meter_id.as_deref());
@@ -228,11 +244,15 @@ impl Processor {
         let saved = tx
             .save(row, alert.as_ref(), &series, assessment.state)
             .await?;
-        if saved {
-            tx.commit().await?;
-            tracing::debug!(alert = alert.is_some(), history = history.len(), "stored");
+        if !saved {
+            return Ok(Recorded::Before);
         }
-        Ok(saved)
+        tx.commit().await?;
+        tracing::debug!(alert = alert.is_some(), history = history.len(), "stored");
+        Ok(match alert {
+            Some(_) => Recorded::Alerting,
+            None => Recorded::Quiet,
+        })
     }
 
     /// Step 5, also run at start-up for every reading (`event_id` `None`): publishes stored

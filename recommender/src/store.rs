@@ -178,21 +178,11 @@ impl Store {
             .await
             .map_err(query_error("begin a transaction"))?;
 
-        // The row must exist before it can be locked; a new property starts with no series.
-        sqlx::query(
-            "INSERT INTO alert_state (property_id, state) VALUES ($1, '{}'::jsonb) \
-             ON CONFLICT (property_id) DO NOTHING",
-        )
-        .bind(property.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error("create an alert state"))?;
-        let state: serde_json::Value =
-            sqlx::query_scalar("SELECT state FROM alert_state WHERE property_id = $1 FOR UPDATE")
-                .bind(property.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(query_error("lock an alert state"))?;
+        // Lock the property's row; a new property's row is created first, with no series.
+        let state = match lock_alert_state(&mut tx, property).await? {
+            Some(state) => state,
+            None => create_alert_state(&mut tx, property).await?,
+        };
 
         // A state written by an older layout is not worth blocking the property over: it
         // starts again from armed, which at worst raises one alert early.
@@ -267,6 +257,46 @@ fn alert_from_row(row: &PgRow) -> Result<RedAlert, StoreError> {
     columns().map_err(read_error())
 }
 
+/// The property's alert state, locked until the transaction ends; `None` when it has no row.
+async fn lock_alert_state(
+    tx: &mut Transaction<'static, Postgres>,
+    property: &PropertyId,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    sqlx::query_scalar("SELECT state FROM alert_state WHERE property_id = $1 FOR UPDATE")
+        .bind(property.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(query_error("lock an alert state"))
+}
+
+/// Creates a new property's alert state, with no series, and locks it.
+async fn create_alert_state(
+    tx: &mut Transaction<'static, Postgres>,
+    property: &PropertyId,
+) -> Result<serde_json::Value, StoreError> {
+    // Another consumer may create it first; the insert then waits for it and does nothing.
+    sqlx::query(
+        "INSERT INTO alert_state (property_id, state) VALUES ($1, '{}'::jsonb) \
+         ON CONFLICT (property_id) DO NOTHING",
+    )
+    .bind(property.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(query_error("create an alert state"))?;
+    lock_alert_state(tx, property)
+        .await?
+        .ok_or_else(|| query_error("lock an alert state")(sqlx::Error::RowNotFound))
+}
+
+/// What the database knows of a reading, read under its property's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Its recommendation is stored already.
+    pub processed: bool,
+    /// billing's `readings` hold it.
+    pub in_readings: bool,
+}
+
 /// The transaction of one reading: reads and writes of one property under its lock. Dropping
 /// it without [`PropertyTx::commit`] rolls everything back.
 pub struct PropertyTx {
@@ -276,30 +306,33 @@ pub struct PropertyTx {
 }
 
 impl PropertyTx {
-    /// Whether the reading was stored already (checked under the lock).
-    pub async fn is_processed(&mut self, event_id: Uuid) -> Result<bool, StoreError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM recommendations WHERE event_id = $1)")
-            .bind(event_id)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(query_error("look up a recommendation"))
+    /// Whether the reading's recommendation is stored already and whether billing stored the
+    /// reading, in one round trip.
+    pub async fn seen(&mut self, event_id: Uuid) -> Result<Seen, StoreError> {
+        let (processed, in_readings): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM recommendations WHERE event_id = $1), \
+                    EXISTS (SELECT 1 FROM readings WHERE event_id = $1)",
+        )
+        .bind(event_id)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(query_error("look up a reading and its recommendation"))?;
+        Ok(Seen {
+            processed,
+            in_readings,
+        })
     }
 
     /// The series' readings that overlap `[since, event.periodStart)`, the event itself left
-    /// out. billing's `readings` are the history; when the event is not among them (it reached
-    /// Kafka some other way), the intervals kept with earlier recommendations stand in.
+    /// out. billing's `readings` are the history when they hold the event (`in_readings`, from
+    /// [`PropertyTx::seen`]); when it reached Kafka some other way, the intervals kept with
+    /// earlier recommendations stand in.
     pub async fn history(
         &mut self,
         event: &ConsumptionEvent,
+        in_readings: bool,
         since: DateTime<Utc>,
     ) -> Result<Vec<Reading>, StoreError> {
-        let in_readings: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM readings WHERE event_id = $1)")
-                .bind(event.event_id)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(query_error("look up a reading"))?;
-
         let sql = if in_readings {
             "SELECT period_start, period_end, kwh FROM readings \
              WHERE property_id = $1 AND kind = $2 AND meter_id IS NOT DISTINCT FROM $3 \
