@@ -78,6 +78,10 @@ pub struct Config {
     /// Time allowed for the pipeline to catch up after a phase, seconds.
     #[arg(long, env = "LOADGEN_SETTLE_SECS", default_value_t = 180)]
     pub settle_secs: u64,
+    /// The recommender's consumer group: the run waits until it is stable before the first
+    /// reading, so a freshly started recommender's first rebalance is not measured.
+    #[arg(long, env = "LOADGEN_GROUP")]
+    pub group: Option<String>,
     /// Process id of billing, to sample its resident memory (none: not sampled).
     #[arg(long, env = "LOADGEN_BILLING_PID")]
     pub billing_pid: Option<u32>,

@@ -136,6 +136,28 @@ impl Probe {
         end_offsets(&self.bootstrap, &self.topic).await
     }
 
+    /// Waits until the consumer group `group` is stable with every member assigned, or fails
+    /// after `limit`. A group that has just started waits for its first rebalance (the broker
+    /// holds it for `group.initial.rebalance.delay.ms`, 3 s by default); readings sent meanwhile
+    /// would count that wait as end-to-end latency.
+    pub async fn wait_group_stable(&self, group: &str, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (state, members) = group_state(&self.bootstrap, group).await?;
+            if state == "Stable" && members > 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::NotReady(format!(
+                    "consumer group {group} is {state:?} with {members} assigned members after \
+                     {} s",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// The topic's partition count.
     pub async fn partitions(&self) -> Result<i32> {
         let bootstrap = self.bootstrap.clone();
@@ -181,6 +203,29 @@ pub async fn end_offsets(bootstrap: &str, topic: &str) -> Result<i64> {
             total += high;
         }
         Ok(total)
+    })
+    .await
+}
+
+/// A consumer group's state as the broker names it (`Empty` when unknown) and how many of its
+/// members hold an assignment.
+async fn group_state(bootstrap: &str, group: &str) -> Result<(String, usize)> {
+    let bootstrap = bootstrap.to_string();
+    let group = group.to_string();
+    blocking_kafka(move || {
+        let consumer = consumer(&bootstrap)?;
+        let list = consumer
+            .fetch_group_list(Some(&group), KAFKA_TIMEOUT)
+            .map_err(kafka("describe the consumer group"))?;
+        let Some(info) = list.groups().iter().find(|g| g.name() == group) else {
+            return Ok(("Empty".to_string(), 0));
+        };
+        let assigned = info
+            .members()
+            .iter()
+            .filter(|m| m.assignment().is_some_and(|a| !a.is_empty()))
+            .count();
+        Ok((info.state().to_string(), assigned))
     })
     .await
 }

@@ -20,6 +20,8 @@ use crate::workload::{Lanes, Planned, Workload};
 
 /// Longest wait for the WebSocket alerts after the pipeline has caught up.
 const ALERT_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for the recommender's consumer group to become stable.
+const GROUP_LIMIT: Duration = Duration::from_secs(60);
 /// Interval at which billing's resident memory is sampled.
 const RSS_EVERY: Duration = Duration::from_millis(200);
 
@@ -34,6 +36,9 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
     driver.ready().await?;
     let probe =
         Probe::connect(&config.database_url, &config.kafka_bootstrap, &config.topic).await?;
+    if let Some(group) = &config.group {
+        probe.wait_group_stable(group, GROUP_LIMIT).await?;
+    }
     let partitions = probe.partitions().await?;
     let offsets_before = probe.topic_end_offsets().await?;
     let alerts = AlertListener::connect(&config.billing_url).await?;

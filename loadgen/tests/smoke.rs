@@ -20,6 +20,7 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 
 /// The platform's processes, killed when dropped.
 struct Platform {
+    group: String,
     billing_url: String,
     kafka_bootstrap: String,
     topic: String,
@@ -73,6 +74,7 @@ async fn start_platform() -> anyhow::Result<Platform> {
     wait_healthy(&format!("{billing_url}/readyz"), START_LIMIT, &billing.log).await?;
 
     let recommender_port = free_port()?;
+    let group = energy_testkit::unique_name("recommender");
     let recommender = Process::start(
         "recommender",
         vec![
@@ -80,7 +82,7 @@ async fn start_platform() -> anyhow::Result<Platform> {
             env("DATABASE_URL", db.url.clone()),
             env("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap.clone()),
             env("KAFKA_TOPIC", topic.clone()),
-            env("KAFKA_GROUP", energy_testkit::unique_name("recommender")),
+            env("KAFKA_GROUP", group.clone()),
             env("CARBON_URL", format!("http://127.0.0.1:{carbon_port}/")),
             env("AMQP_URL", vhost.amqp_url.clone()),
             env("THRESHOLDS_FILE", thresholds.display().to_string()),
@@ -92,6 +94,7 @@ async fn start_platform() -> anyhow::Result<Platform> {
     wait_healthy(&recommender_health, START_LIMIT, &recommender.log).await?;
 
     Ok(Platform {
+        group,
         billing_url,
         kafka_bootstrap: kafka.bootstrap.clone(),
         topic,
@@ -117,6 +120,8 @@ async fn a_smoke_run_loses_and_duplicates_nothing() -> anyhow::Result<()> {
         &platform.kafka_bootstrap,
         "--topic",
         &platform.topic,
+        "--group",
+        &platform.group,
         "--output",
         &output.display().to_string(),
     ]);
