@@ -78,6 +78,7 @@ pub struct Metrics {
     transient_failures: Family<CauseLabels, Counter>,
     alerts_published: Counter,
     message_seconds: Histogram,
+    run_messages: Counter,
 }
 
 impl Default for Metrics {
@@ -95,6 +96,7 @@ impl Metrics {
         let alerts_published = Counter::default();
         // 5 ms to about 80 s: a message normally takes milliseconds, an outage much longer.
         let message_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        let run_messages = Counter::default();
 
         registry.register("messages", "Messages settled, by outcome", messages.clone());
         registry.register(
@@ -112,12 +114,18 @@ impl Metrics {
             "Time from receiving a message to settling it",
             message_seconds.clone(),
         );
+        registry.register(
+            "run_messages",
+            "Messages settled together with others of their partition in one transaction",
+            run_messages.clone(),
+        );
         Self {
             registry,
             messages,
             transient_failures,
             alerts_published,
             message_seconds,
+            run_messages,
         }
     }
 
@@ -129,6 +137,16 @@ impl Metrics {
             })
             .inc();
         self.message_seconds.observe(seconds);
+    }
+
+    /// Counts the messages of one run settled together.
+    pub fn run_settled(&self, messages: usize) {
+        self.run_messages.inc_by(messages as u64);
+    }
+
+    /// Messages settled in runs so far.
+    pub fn run_messages(&self) -> u64 {
+        self.run_messages.get()
     }
 
     /// Counts one failed attempt.

@@ -31,7 +31,7 @@ use crate::domain::{
     Advice, AdviceInput, Assessment, Baseline, Decision, Reading, Thresholds, advise, assess,
 };
 use crate::metrics::{Cause, Metrics, Outcome};
-use crate::store::{KafkaPosition, NewRecommendation, Store, StoreError, series_key};
+use crate::store::{KafkaPosition, NewRecommendation, PropertyTx, Store, StoreError, series_key};
 
 /// A failed attempt at a message, worth retrying after a wait.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +123,17 @@ pub fn advice_document(
     })
 }
 
+/// Why a run of messages was not settled together; its messages are then taken one by one.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A message needs the dead-letter topic, which only the one-by-one path writes to.
+    #[error("a message of the run cannot be processed: {0}")]
+    Poison(PoisonReason),
+    /// A step failed.
+    #[error(transparent)]
+    Failed(#[from] ProcessError),
+}
+
 /// What step 4 found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recorded {
@@ -205,10 +216,26 @@ impl Processor {
         position: KafkaPosition,
         carbon: &CarbonResponse,
     ) -> Result<Recorded, StoreError> {
-        let mut tx = self.store.lock_property(&event.property_id).await?;
+        let tx = self.store.lock_property(&event.property_id).await?;
+        let (recorded, tx) = self.record_in(tx, event, reading, position, carbon).await?;
+        if recorded != Recorded::Before {
+            tx.commit().await?;
+        }
+        Ok(recorded)
+    }
+
+    /// Step 4 inside `tx`, which holds the property's lock; the caller commits.
+    async fn record_in(
+        &self,
+        mut tx: PropertyTx,
+        event: &ConsumptionEvent,
+        reading: &Reading,
+        position: KafkaPosition,
+        carbon: &CarbonResponse,
+    ) -> Result<(Recorded, PropertyTx), StoreError> {
         let seen = tx.seen(event.event_id).await?;
         if seen.processed {
-            return Ok(Recorded::Before);
+            return Ok((Recorded::Before, tx));
         }
 
         let thresholds = &self.thresholds;
@@ -245,14 +272,92 @@ impl Processor {
             .save(row, alert.as_ref(), &series, assessment.state)
             .await?;
         if !saved {
-            return Ok(Recorded::Before);
+            return Ok((Recorded::Before, tx));
         }
-        tx.commit().await?;
-        tracing::debug!(alert = alert.is_some(), history = history.len(), "stored");
-        Ok(match alert {
+        tracing::debug!(
+            event_id = %event.event_id,
+            alert = alert.is_some(),
+            history = history.len(),
+            "judged and written"
+        );
+        let recorded = match alert {
             Some(_) => Recorded::Alerting,
             None => Recorded::Quiet,
-        })
+        };
+        Ok((recorded, tx))
+    }
+
+    /// One attempt at a run of one partition's messages, in order, with one transaction for all
+    /// their results: the lookup of what is processed already is one query, the carbon calls
+    /// run side by side, and the run pays one commit instead of one per message. Each message
+    /// is judged exactly as [`Processor::process`] judges it, under its property's lock, seeing
+    /// what the messages before it in the run wrote.
+    ///
+    /// Any failure (a message to dead-letter, a dependency down, a deadlock) rolls the whole
+    /// run back and returns the error; the caller then takes the messages one at a time with
+    /// [`Processor::process`], which knows how to dead-letter and retry each. Steps that ran
+    /// before the failure are idempotent, as for a single message.
+    pub async fn process_run(&self, messages: &[OwnedMessage]) -> Result<Vec<Outcome>, RunError> {
+        let mut decoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            decoded.push(decode(message.payload()).map_err(RunError::Poison)?);
+        }
+        let ids: Vec<Uuid> = decoded.iter().map(|(event, _)| event.event_id).collect();
+        let before = self
+            .store
+            .processed_among(&ids)
+            .await
+            .map_err(ProcessError::from)?;
+
+        let todo: Vec<usize> = (0..messages.len())
+            .filter(|&i| !before.contains(&ids[i]))
+            .collect();
+        let scores = todo.iter().map(|&i| {
+            let request = carbon::request_for(&decoded[i].0);
+            let traceparent = traceparent(&messages[i]);
+            async move { self.carbon.score(&request, traceparent.as_deref()).await }
+        });
+        let mut carbons = Vec::with_capacity(todo.len());
+        for score in futures::future::join_all(scores).await {
+            carbons.push(score.map_err(ProcessError::from)?);
+        }
+
+        let mut recorded = vec![Recorded::Before; messages.len()];
+        let mut tx: Option<PropertyTx> = None;
+        for (&i, carbon) in todo.iter().zip(&carbons) {
+            let (event, reading) = &decoded[i];
+            let locked = match tx.take() {
+                None => self.store.lock_property(&event.property_id).await,
+                Some(open) => open.relock(&event.property_id).await,
+            };
+            let position = KafkaPosition {
+                partition: messages[i].partition(),
+                offset: messages[i].offset(),
+            };
+            let locked = locked.map_err(ProcessError::from)?;
+            let (outcome, open) = self
+                .record_in(locked, event, reading, position, carbon)
+                .await
+                .map_err(ProcessError::from)?;
+            recorded[i] = outcome;
+            tx = Some(open);
+        }
+        if let Some(open) = tx {
+            open.commit().await.map_err(ProcessError::from)?;
+        }
+
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for (i, recorded) in recorded.into_iter().enumerate() {
+            if recorded != Recorded::Quiet {
+                self.publish_pending(Some(ids[i])).await?;
+            }
+            outcomes.push(if before.contains(&ids[i]) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Stored
+            });
+        }
+        Ok(outcomes)
     }
 
     /// Step 5, also run at start-up for every reading (`event_id` `None`): publishes stored

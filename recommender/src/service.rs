@@ -13,6 +13,12 @@
 //! Each worker's queue holds at most [`LANE_CAPACITY`] messages; when one is full the reader
 //! waits for it, and librdkafka buffers what follows.
 //!
+//! Runs: when a worker finds more than one message queued, it takes up to [`RUN_MAX`] of them
+//! and settles them together ([`Processor::process_run`]): still in order, each judged as on its
+//! own, but with one transaction and one commit for the run. If the run fails in any way it is
+//! rolled back and its messages go the one-at-a-time way, with dead-lettering and retries. A
+//! worker that keeps up sees one message at a time, so runs only form under a backlog.
+//!
 //! Shutdown protocol: cancelling the token stops the reader; each worker finishes the attempt in
 //! progress (each step has its own timeout) and leaves what is queued behind it uncommitted for
 //! the next owner; a wait between attempts is cut short. Then the settled offsets are committed
@@ -48,6 +54,8 @@ use crate::{Error, ErrorChain};
 
 /// Messages a partition's worker may have queued before the reader waits for it.
 pub const LANE_CAPACITY: usize = 256;
+/// Most messages a worker takes from its queue to settle together (one transaction).
+pub const RUN_MAX: usize = 32;
 /// How often settled offsets are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -246,7 +254,7 @@ struct Worker {
 impl Worker {
     async fn run(self, mut queue: mpsc::Receiver<OwnedMessage>) {
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return,
                 message = queue.recv() => match message {
@@ -254,20 +262,67 @@ impl Worker {
                     None => return,
                 },
             };
+            // What else is queued, without waiting for more: a run grows only with a backlog.
+            let mut run = vec![first];
+            while run.len() < RUN_MAX {
+                match queue.try_recv() {
+                    Ok(message) => run.push(message),
+                    Err(_) => break,
+                }
+            }
             // Queued before its partition was revoked: the next owner reads it again.
-            if !self.consumer.owns(&message) {
+            run.retain(|message| self.consumer.owns(message));
+
+            if run.len() > 1 && self.settle_run(&run).await {
                 continue;
             }
+            for message in &run {
+                let span = message_span(message);
+                let settled = self.settle(message).instrument(span.clone()).await;
+                let Some(outcome) = settled else { return };
+                let _entered = span.enter();
+                self.record_settled(message, outcome);
+            }
+        }
+    }
 
-            let span = message_span(&message);
-            let settled = self.settle(&message).instrument(span.clone()).await;
-            let Some(outcome) = settled else { return };
-            let _entered = span.enter();
-            match self.consumer.settle(&message) {
-                SettleOutcome::Recorded => tracing::debug!(?outcome, "settled"),
-                SettleOutcome::NotOwned => {
-                    tracing::info!(?outcome, "settled, but the partition was revoked meanwhile")
-                }
+    /// One attempt at `run` together; false (nothing settled) when it must go one by one.
+    async fn settle_run(&self, run: &[OwnedMessage]) -> bool {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "run",
+            messages = run.len(),
+            first_offset = run.first().map(Message::offset),
+        );
+        let outcomes = match self
+            .processor
+            .process_run(run)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                let _entered = span.enter();
+                tracing::debug!(error = %ErrorChain(&err), "run taken one message at a time");
+                return false;
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let _entered = span.enter();
+        self.processor.metrics.run_settled(run.len());
+        for (message, outcome) in run.iter().zip(outcomes) {
+            self.processor.metrics.settled(outcome, seconds);
+            self.record_settled(message, outcome);
+        }
+        true
+    }
+
+    /// Records a settled message's offset for the next commit.
+    fn record_settled(&self, message: &OwnedMessage, outcome: Outcome) {
+        match self.consumer.settle(message) {
+            SettleOutcome::Recorded => tracing::debug!(?outcome, "settled"),
+            SettleOutcome::NotOwned => {
+                tracing::info!(?outcome, "settled, but the partition was revoked meanwhile")
             }
         }
     }

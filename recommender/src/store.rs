@@ -14,7 +14,7 @@
 //!   `reading` member keeps the interval, kind and meter, which the table has no columns for.
 //!   The history fallback reads them from there (see [`PropertyTx::history`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -172,29 +172,23 @@ impl Store {
 
     /// Opens the transaction of one reading, holding its property's alert-state lock.
     pub async fn lock_property(&self, property: &PropertyId) -> Result<PropertyTx, StoreError> {
-        let mut tx = self
+        let tx = self
             .pool
             .begin()
             .await
             .map_err(query_error("begin a transaction"))?;
+        PropertyTx::lock(tx, property).await
+    }
 
-        // Lock the property's row; a new property's row is created first, with no series.
-        let state = match lock_alert_state(&mut tx, property).await? {
-            Some(state) => state,
-            None => create_alert_state(&mut tx, property).await?,
-        };
-
-        // A state written by an older layout is not worth blocking the property over: it
-        // starts again from armed, which at worst raises one alert early.
-        let states = serde_json::from_value(state).unwrap_or_else(|err| {
-            tracing::warn!(property_id = %property, error = %err, "alert state unreadable; reset");
-            SeriesStates::default()
-        });
-        Ok(PropertyTx {
-            tx,
-            property: property.clone(),
-            states,
-        })
+    /// The ids among `event_ids` whose recommendation is stored already.
+    pub async fn processed_among(&self, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+        let found: Vec<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM recommendations WHERE event_id = ANY($1)")
+                .bind(event_ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_error("look up recommendations"))?;
+        Ok(found.into_iter().collect())
     }
 
     /// Alerts not yet confirmed by RabbitMQ: all of them, or those of one reading.
@@ -306,6 +300,37 @@ pub struct PropertyTx {
 }
 
 impl PropertyTx {
+    /// Locks `property`'s alert state in `tx`; a new property's row is created first, with no
+    /// series.
+    async fn lock(
+        mut tx: Transaction<'static, Postgres>,
+        property: &PropertyId,
+    ) -> Result<Self, StoreError> {
+        let state = match lock_alert_state(&mut tx, property).await? {
+            Some(state) => state,
+            None => create_alert_state(&mut tx, property).await?,
+        };
+
+        // A state written by an older layout is not worth blocking the property over: it
+        // starts again from armed, which at worst raises one alert early.
+        let states = serde_json::from_value(state).unwrap_or_else(|err| {
+            tracing::warn!(property_id = %property, error = %err, "alert state unreadable; reset");
+            SeriesStates::default()
+        });
+        Ok(Self {
+            tx,
+            property: property.clone(),
+            states,
+        })
+    }
+
+    /// Goes on to the next reading in the same transaction: locks `property` (which may be the
+    /// same one again) and reads its alert state as this transaction left it. Locks taken so
+    /// far are kept until the commit.
+    pub async fn relock(self, property: &PropertyId) -> Result<Self, StoreError> {
+        Self::lock(self.tx, property).await
+    }
+
     /// Whether the reading's recommendation is stored already and whether billing stored the
     /// reading, in one round trip.
     pub async fn seen(&mut self, event_id: Uuid) -> Result<Seen, StoreError> {
@@ -394,9 +419,11 @@ impl PropertyTx {
             advice,
         } = recommendation;
         let inserted = sqlx::query(
+            // `created_at` is when the row was written, not when its transaction began: a run
+            // of messages shares one transaction.
             "INSERT INTO recommendations (event_id, property_id, kwh, kg_co2e, grams_per_kwh, \
-               rating, factor, advice, kafka_partition, kafka_offset) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+               rating, factor, advice, kafka_partition, kafka_offset, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp()) \
              ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(event.event_id)

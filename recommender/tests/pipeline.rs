@@ -88,6 +88,10 @@ async fn events_of_several_properties_are_stored_once_each_in_production_order()
         "every recommendation names its own Kafka position"
     );
     assert_eq!(running.metrics.messages(Outcome::Stored), 32);
+    assert!(
+        running.metrics.run_messages() > 0,
+        "a backlog of 32 messages on 3 partitions is settled in runs"
+    );
     running.stop().await;
     carbon.stop().await;
 }
