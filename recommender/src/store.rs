@@ -2,10 +2,12 @@
 //! recommendation per reading, RED alerts, the new alert state), all keyed so that a Kafka
 //! redelivery inserts nothing new.
 //!
-//! The per-event writes happen in one [`PropertyTx`]. It opens by locking the property's
+//! The per-event writes happen in a [`PropertyTx`]. It opens by locking the property's
 //! `alert_state` row (`SELECT ... FOR UPDATE`), so two consumers that briefly own the same
 //! partition during a rebalance take turns on a property instead of both deciding from the same
-//! old state. The "already processed?" check is repeated under that lock.
+//! old state. The "already processed?" check is repeated under that lock. A run of one
+//! partition's messages shares one transaction: [`PropertyTx::relock`] moves it on to the next
+//! message's property, keeping the locks taken so far until the commit.
 //!
 //! Layout choices the schema leaves open:
 //! - `alert_state.state` holds one [`AlertState`] per series (kind of energy and meter) of the
