@@ -351,10 +351,11 @@ impl Processor {
             if recorded != Recorded::Quiet {
                 self.publish_pending(Some(ids[i])).await?;
             }
-            outcomes.push(if before.contains(&ids[i]) {
-                Outcome::Duplicate
-            } else {
-                Outcome::Stored
+            // `Before` here is a copy of an earlier message of the same run (a relay that sent
+            // an event twice): the first copy is the one stored.
+            outcomes.push(match recorded {
+                Recorded::Before => Outcome::Duplicate,
+                Recorded::Quiet | Recorded::Alerting => Outcome::Stored,
             });
         }
         Ok(outcomes)

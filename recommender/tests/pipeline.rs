@@ -97,6 +97,49 @@ async fn events_of_several_properties_are_stored_once_each_in_production_order()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_event_sent_twice_is_stored_once_when_the_backlog_is_settled_in_runs() {
+    let harness = Harness::new("rec-run-twice", 1).await;
+    let queue = harness.bind_alert_queue().await;
+    let carbon = CarbonServer::start().await;
+    let high = reading("twice-1", 1, 9.0);
+    let events = vec![
+        reading("twice-1", 0, 1.0),
+        high.clone(),
+        high.clone(),
+        reading("twice-1", 2, 1.0),
+        reading("twice-2", 0, 2.0),
+    ];
+    harness.produce(&events).await;
+
+    // All five wait in one partition: after the first message at the latest, the worker finds
+    // the rest queued and takes them as a run (usually both copies in the same one).
+    let running = harness
+        .start("rec-run-twice", carbon.addr, thresholds())
+        .await;
+    wait_for_committed(&harness, "rec-run-twice", 5).await;
+
+    assert!(
+        running.metrics.run_messages() >= 2,
+        "the backlog is settled in runs"
+    );
+    assert_eq!(running.metrics.messages(Outcome::Stored), 4);
+    assert_eq!(running.metrics.messages(Outcome::Duplicate), 1);
+    assert_eq!(
+        harness.count("SELECT count(*) FROM recommendations").await,
+        4
+    );
+    assert_eq!(harness.count("SELECT count(*) FROM alerts").await, 1);
+    let alerts = drain_alerts(&queue).await;
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert for the high reading, however often it came"
+    );
+    running.stop().await;
+    carbon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_stream_stores_no_duplicate_recommendation_or_alert() {
     let harness = Harness::new("rec-redeliver", 1).await;
     let queue = harness.bind_alert_queue().await;
