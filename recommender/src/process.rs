@@ -326,15 +326,15 @@ impl Processor {
         let mut tx: Option<PropertyTx> = None;
         for (&i, carbon) in todo.iter().zip(&carbons) {
             let (event, reading) = &decoded[i];
-            let locked = match tx.take() {
-                None => self.store.lock_property(&event.property_id).await,
-                Some(open) => open.relock(&event.property_id).await,
-            };
             let position = KafkaPosition {
                 partition: messages[i].partition(),
                 offset: messages[i].offset(),
             };
-            let locked = locked.map_err(ProcessError::from)?;
+            let locked = match tx.take() {
+                None => self.store.lock_property(&event.property_id).await,
+                Some(open) => open.relock(&event.property_id).await,
+            }
+            .map_err(ProcessError::from)?;
             let (outcome, open) = self
                 .record_in(locked, event, reading, position, carbon)
                 .await

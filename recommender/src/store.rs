@@ -165,11 +165,8 @@ impl Store {
 
     /// Whether a recommendation for `event_id` is stored already.
     pub async fn is_processed(&self, event_id: Uuid) -> Result<bool, StoreError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM recommendations WHERE event_id = $1)")
-            .bind(event_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_error("look up a recommendation"))
+        let found = self.processed_among(&[event_id]).await?;
+        Ok(found.contains(&event_id))
     }
 
     /// Opens the transaction of one reading, holding its property's alert-state lock.

@@ -117,34 +117,41 @@ impl Writer {
 
     /// Writes the group, again without any requester that has gone, until the commit is for
     /// requesters that all still wait (or none is left).
-    async fn write(&self, mut group: Vec<Job>) {
+    async fn write(&self, group: Vec<Job>) {
+        let (mut submissions, mut replies): (Vec<Submission>, Vec<_>) = group
+            .into_iter()
+            .map(|job| (job.submission, job.reply))
+            .unzip();
         loop {
-            group.retain(|job| !job.reply.is_closed());
-            if group.is_empty() {
+            // One reading of who still waits, applied to both lists so they stay aligned.
+            let waiting: Vec<bool> = replies.iter().map(|reply| !reply.is_closed()).collect();
+            let mut keep = waiting.iter().copied();
+            submissions.retain(|_| keep.next().unwrap_or(false));
+            let mut keep = waiting.iter().copied();
+            replies.retain(|_| keep.next().unwrap_or(false));
+            if submissions.is_empty() {
                 return;
             }
-            let submissions: Vec<Submission> =
-                group.iter().map(|job| job.submission.clone()).collect();
-            let all_waiting = || group.iter().all(|job| !job.reply.is_closed());
+            let all_waiting = || replies.iter().all(|reply| !reply.is_closed());
             match insert_many_if(&self.pool, &self.topic, &submissions, all_waiting).await {
                 Ok(Some(outcomes)) => {
                     self.metrics.group_committed(submissions.len());
-                    for (job, outcome) in group.into_iter().zip(outcomes) {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         // A requester that left after the check no longer needs its answer.
-                        let _ = job.reply.send(outcome);
+                        let _ = reply.send(outcome);
                     }
                     return;
                 }
                 Ok(None) => {
                     tracing::debug!(
-                        readings = group.len(),
+                        readings = submissions.len(),
                         "a requester left; group rolled back"
                     );
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, readings = group.len(), "group not stored");
-                    for job in group {
-                        let _ = job.reply.send(Err(err.clone()));
+                    tracing::warn!(error = %err, readings = replies.len(), "group not stored");
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
                     }
                     return;
                 }
