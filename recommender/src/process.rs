@@ -5,7 +5,9 @@
 //! 3. ask the carbon function for the reading's emissions;
 //! 4. in one transaction under the property's lock: load the series' history and alert state,
 //!    judge the reading ([`assess`]), draw its advice ([`advise`]), store the recommendation,
-//!    any alert (unpublished) and the new state;
+//!    any alert (unpublished) and the new state. A backlog goes through this step as a run of
+//!    messages in one transaction ([`Processor::process_run`]), a single message as a run of
+//!    one;
 //! 5. publish the reading's unpublished alerts (when it raised one, or was stored before) and
 //!    stamp them once RabbitMQ confirms.
 //!
@@ -14,9 +16,11 @@
 //! value, a reading the carbon function or PostgreSQL refuses) dead-letter the message instead,
 //! because a partition that waits for them would never move again.
 
-use chrono::Utc;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use energy_contracts::names::HEADER_TRACEPARENT;
-use energy_contracts::{CarbonResponse, ConsumptionEvent};
+use energy_contracts::{CarbonResponse, ConsumptionEvent, RedAlert};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::json;
@@ -28,10 +32,13 @@ use crate::alerts::{AlertPublisher, PublishError};
 use crate::carbon::{self, CarbonClient, CarbonError};
 use crate::dead_letter::{DeadLetters, PoisonReason};
 use crate::domain::{
-    Advice, AdviceInput, Assessment, Baseline, Decision, Reading, Thresholds, advise, assess,
+    Advice, AdviceInput, AlertState, Assessment, Baseline, Decision, Reading, Thresholds, advise,
+    assess,
 };
 use crate::metrics::{Cause, Metrics, Outcome};
-use crate::store::{KafkaPosition, NewRecommendation, PropertyTx, Store, StoreError, series_key};
+use crate::store::{
+    HistoryWindow, KafkaPosition, NewRecommendation, Store, StoreError, series_key,
+};
 
 /// A failed attempt at a message, worth retrying after a wait.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +136,9 @@ pub enum RunError {
     /// A message needs the dead-letter topic, which only the one-by-one path writes to.
     #[error("a message of the run cannot be processed: {0}")]
     Poison(PoisonReason),
+    /// Another consumer stored some of the run's messages first (during a rebalance).
+    #[error("another consumer stored some of the run's messages first")]
+    Overtaken,
     /// A step failed.
     #[error(transparent)]
     Failed(#[from] ProcessError),
@@ -144,6 +154,31 @@ enum Recorded {
     /// Stored before (by another consumer, or an attempt whose publish failed): its alert, if
     /// any, may still be unpublished.
     Before,
+}
+
+/// A decoded message with its carbon score: what step 4 needs.
+#[derive(Debug, Clone, Copy)]
+struct Scored<'a> {
+    event: &'a ConsumptionEvent,
+    reading: &'a Reading,
+    position: KafkaPosition,
+    carbon: &'a CarbonResponse,
+}
+
+/// What step 4 decided about one reading, before it is written.
+#[derive(Debug)]
+struct Judged {
+    /// The `recommendations.advice` document.
+    document: serde_json::Value,
+    /// The alert to raise, if any.
+    alert: Option<RedAlert>,
+}
+
+fn position_of(message: &OwnedMessage) -> KafkaPosition {
+    KafkaPosition {
+        partition: message.partition(),
+        offset: message.offset(),
+    }
 }
 
 /// Runs the steps for one message; built by [`crate::service`] from the adapters.
@@ -188,12 +223,16 @@ impl Processor {
             Err(err) => return Err(err.into()),
         };
 
-        let position = KafkaPosition {
-            partition: message.partition(),
-            offset: message.offset(),
+        let item = Scored {
+            event: &event,
+            reading: &reading,
+            position: position_of(message),
+            carbon: &carbon,
         };
-        let recorded = match self.record(&event, &reading, position, &carbon).await {
-            Ok(recorded) => recorded,
+        let recorded = match self.record_run(std::slice::from_ref(&item)).await {
+            Ok(Some(recorded)) => recorded.first().copied().unwrap_or(Recorded::Before),
+            // Another consumer stored it while the carbon function answered.
+            Ok(None) => Recorded::Before,
             Err(err) if !err.is_transient() => {
                 let reason = PoisonReason::Unstorable(ErrorChain(&err).to_string());
                 return self.dead_letter(message, reason).await;
@@ -208,46 +247,31 @@ impl Processor {
         Ok(Outcome::Stored)
     }
 
-    /// Step 4: judge, advise and store in one transaction.
-    async fn record(
-        &self,
-        event: &ConsumptionEvent,
-        reading: &Reading,
-        position: KafkaPosition,
-        carbon: &CarbonResponse,
-    ) -> Result<Recorded, StoreError> {
-        let tx = self.store.lock_property(&event.property_id).await?;
-        let (recorded, tx) = self.record_in(tx, event, reading, position, carbon).await?;
-        if recorded != Recorded::Before {
-            tx.commit().await?;
-        }
-        Ok(recorded)
+    /// The earliest end of a reading that still belongs to `reading`'s baseline.
+    fn history_since(&self, reading: &Reading) -> DateTime<Utc> {
+        reading
+            .start()
+            .checked_sub_signed(self.thresholds.baseline_window())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
-    /// Step 4 inside `tx`, which holds the property's lock; the caller commits.
-    async fn record_in(
+    /// Judges one reading against its history and its series' alert state: the advice document
+    /// to store, the alert to raise (if any) and the series' next state.
+    fn judge(
         &self,
-        mut tx: PropertyTx,
-        event: &ConsumptionEvent,
-        reading: &Reading,
-        position: KafkaPosition,
-        carbon: &CarbonResponse,
-    ) -> Result<(Recorded, PropertyTx), StoreError> {
-        let seen = tx.seen(event.event_id).await?;
-        if seen.processed {
-            return Ok((Recorded::Before, tx));
-        }
-
+        item: &Scored<'_>,
+        history: &[Reading],
+        state: &AlertState,
+    ) -> (Judged, AlertState) {
+        let Scored {
+            event,
+            reading,
+            carbon,
+            ..
+        } = *item;
         let thresholds = &self.thresholds;
-        let since = reading
-            .start()
-            .checked_sub_signed(thresholds.baseline_window())
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let history = tx.history(event, seen.in_readings, since).await?;
-        let baseline = Baseline::build(&history, event.kind, reading.start(), thresholds);
-
-        let series = series_key(event.kind, event.meter_id.as_deref());
-        let assessment = assess(reading, &baseline, thresholds, &tx.alert_state(&series));
+        let baseline = Baseline::build(history, event.kind, reading.start(), thresholds);
+        let assessment = assess(reading, &baseline, thresholds, state);
         let advice = advise(&AdviceInput {
             kind: event.kind,
             reading,
@@ -260,43 +284,81 @@ impl Processor {
             Decision::Raise(raise) => Some(raise.red_alert(event, carbon, Utc::now())),
             Decision::Quiet(_) => None,
         };
-
         let document = advice_document(event, reading, &advice, &assessment);
-        let row = NewRecommendation {
-            event,
-            position,
-            carbon,
-            advice: &document,
-        };
-        let saved = tx
-            .save(row, alert.as_ref(), &series, assessment.state)
-            .await?;
-        if !saved {
-            return Ok((Recorded::Before, tx));
+        (Judged { document, alert }, assessment.state)
+    }
+
+    /// Step 4 for the messages of a run (one or more), in order, in one transaction: each is
+    /// judged as it would be on its own, against the alert state the ones before it left.
+    /// `None` when another consumer stored one of them first; nothing is written then.
+    async fn record_run(&self, items: &[Scored<'_>]) -> Result<Option<Vec<Recorded>>, StoreError> {
+        if items.is_empty() {
+            return Ok(Some(Vec::new()));
         }
-        tracing::debug!(
-            event_id = %event.event_id,
-            alert = alert.is_some(),
-            history = history.len(),
-            "judged and written"
-        );
-        let recorded = match alert {
-            Some(_) => Recorded::Alerting,
-            None => Recorded::Quiet,
-        };
-        Ok((recorded, tx))
+        let mut tx = self
+            .store
+            .lock_run(items.iter().map(|item| &item.event.property_id))
+            .await?;
+        let windows: Vec<HistoryWindow<'_>> = items
+            .iter()
+            .map(|item| HistoryWindow {
+                event: item.event,
+                since: self.history_since(item.reading),
+            })
+            .collect();
+        let histories = tx.histories(&windows).await?;
+
+        let mut judged = Vec::with_capacity(items.len());
+        for (item, history) in items.iter().zip(&histories) {
+            let property = &item.event.property_id;
+            let series = series_key(item.event.kind, item.event.meter_id.as_deref());
+            let (verdict, state) = self.judge(item, history, &tx.alert_state(property, &series));
+            tx.set_alert_state(property, &series, state);
+            tracing::debug!(
+                event_id = %item.event.event_id,
+                alert = verdict.alert.is_some(),
+                history = history.len(),
+                "judged"
+            );
+            judged.push(verdict);
+        }
+
+        let rows: Vec<NewRecommendation<'_>> = items
+            .iter()
+            .zip(&judged)
+            .map(|(item, verdict)| NewRecommendation {
+                event: item.event,
+                position: item.position,
+                carbon: item.carbon,
+                advice: &verdict.document,
+            })
+            .collect();
+        let alerts: Vec<&RedAlert> = judged.iter().filter_map(|v| v.alert.as_ref()).collect();
+        if !tx.save(&rows, &alerts).await? {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(
+            judged
+                .iter()
+                .map(|verdict| match verdict.alert {
+                    Some(_) => Recorded::Alerting,
+                    None => Recorded::Quiet,
+                })
+                .collect(),
+        ))
     }
 
     /// One attempt at a run of one partition's messages, in order, with one transaction for all
     /// their results: the lookup of what is processed already is one query, the carbon calls
-    /// run side by side, and the run pays one commit instead of one per message. Each message
-    /// is judged exactly as [`Processor::process`] judges it, under its property's lock, seeing
-    /// what the messages before it in the run wrote.
+    /// run side by side, and the store's round trips do not grow with the run (see
+    /// [`crate::store::RunTx`]). Each message is judged exactly as [`Processor::process`]
+    /// judges it, seeing what the messages before it in the run decided.
     ///
-    /// Any failure (a message to dead-letter, a dependency down, a deadlock) rolls the whole
-    /// run back and returns the error; the caller then takes the messages one at a time with
-    /// [`Processor::process`], which knows how to dead-letter and retry each. Steps that ran
-    /// before the failure are idempotent, as for a single message.
+    /// Any failure (a message to dead-letter, a dependency down, a deadlock, another consumer
+    /// first) rolls the whole run back and returns the error; the caller then takes the
+    /// messages one at a time with [`Processor::process`], which knows how to dead-letter and
+    /// retry each. Steps that ran before the failure are idempotent, as for a single message.
     pub async fn process_run(&self, messages: &[OwnedMessage]) -> Result<Vec<Outcome>, RunError> {
         let mut decoded = Vec::with_capacity(messages.len());
         for message in messages {
@@ -309,8 +371,11 @@ impl Processor {
             .await
             .map_err(ProcessError::from)?;
 
+        // The first copy of each event not stored yet. A later copy (a relay that sent an event
+        // twice) is a duplicate of the first.
+        let mut fresh = HashSet::with_capacity(ids.len());
         let todo: Vec<usize> = (0..messages.len())
-            .filter(|&i| !before.contains(&ids[i]))
+            .filter(|&i| !before.contains(&ids[i]) && fresh.insert(ids[i]))
             .collect();
         let scores = todo.iter().map(|&i| {
             let request = carbon::request_for(&decoded[i].0);
@@ -322,28 +387,24 @@ impl Processor {
             carbons.push(score.map_err(ProcessError::from)?);
         }
 
+        let items: Vec<Scored<'_>> = todo
+            .iter()
+            .zip(&carbons)
+            .map(|(&i, carbon)| Scored {
+                event: &decoded[i].0,
+                reading: &decoded[i].1,
+                position: position_of(&messages[i]),
+                carbon,
+            })
+            .collect();
+        let stored = self
+            .record_run(&items)
+            .await
+            .map_err(ProcessError::from)?
+            .ok_or(RunError::Overtaken)?;
         let mut recorded = vec![Recorded::Before; messages.len()];
-        let mut tx: Option<PropertyTx> = None;
-        for (&i, carbon) in todo.iter().zip(&carbons) {
-            let (event, reading) = &decoded[i];
-            let position = KafkaPosition {
-                partition: messages[i].partition(),
-                offset: messages[i].offset(),
-            };
-            let locked = match tx.take() {
-                None => self.store.lock_property(&event.property_id).await,
-                Some(open) => open.relock(&event.property_id).await,
-            }
-            .map_err(ProcessError::from)?;
-            let (outcome, open) = self
-                .record_in(locked, event, reading, position, carbon)
-                .await
-                .map_err(ProcessError::from)?;
+        for (&i, outcome) in todo.iter().zip(stored) {
             recorded[i] = outcome;
-            tx = Some(open);
-        }
-        if let Some(open) = tx {
-            open.commit().await.map_err(ProcessError::from)?;
         }
 
         let mut outcomes = Vec::with_capacity(messages.len());
@@ -351,8 +412,6 @@ impl Processor {
             if recorded != Recorded::Quiet {
                 self.publish_pending(Some(ids[i])).await?;
             }
-            // `Before` here is a copy of an earlier message of the same run (a relay that sent
-            // an event twice): the first copy is the one stored.
             outcomes.push(match recorded {
                 Recorded::Before => Outcome::Duplicate,
                 Recorded::Quiet | Recorded::Alerting => Outcome::Stored,
@@ -403,7 +462,6 @@ mod tests {
     use energy_contracts::{EnergyKind, PropertyId};
 
     use super::*;
-    use crate::domain::AlertState;
 
     fn event(kwh: f64) -> ConsumptionEvent {
         let start = DateTime::parse_from_rfc3339("2026-01-05T10:00:00+00:00").expect("time");

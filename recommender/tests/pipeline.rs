@@ -140,6 +140,54 @@ async fn an_event_sent_twice_is_stored_once_when_the_backlog_is_settled_in_runs(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_billing_stored_is_judged_against_billings_readings() {
+    let harness = Harness::new("rec-billing-history", 1).await;
+    let queue = harness.bind_alert_queue().await;
+    let carbon = CarbonServer::start().await;
+    // A day of 4 kWh hours that billing took before the recommender ever ran: they are in
+    // `readings` only, never on the topic.
+    let earlier: Vec<_> = (0..24).map(|hour| reading("billed-1", hour, 4.0)).collect();
+    // Then three hours on the topic. 5.5 kWh is over the absolute 5 kWh/h but not over 1.5 ×
+    // the usual 4, so only a run that sees billing's day stays quiet on it; 9 kWh is over both.
+    let events = vec![
+        reading("billed-1", 24, 5.5),
+        reading("billed-1", 25, 9.0),
+        reading("billed-1", 26, 4.0),
+    ];
+    harness.store_as_billing(&earlier).await;
+    harness.store_as_billing(&events).await;
+    harness.produce(&events).await;
+
+    let running = harness
+        .start("rec-billing-history", carbon.addr, thresholds())
+        .await;
+    wait_for_committed(&harness, "rec-billing-history", 3).await;
+
+    let typical: Vec<Option<f64>> = sqlx::query_scalar(
+        "SELECT (advice->'assessment'->>'typicalKwhPerHour')::float8 FROM recommendations \
+         ORDER BY processed_seq",
+    )
+    .fetch_all(&harness.db.pool)
+    .await
+    .expect("recommendations query");
+    assert_eq!(
+        typical,
+        [Some(4.0); 3],
+        "every reading is judged against the day billing stored"
+    );
+    assert!(
+        running.metrics.run_messages() >= 2,
+        "the backlog is settled in runs"
+    );
+    let alerts = drain_alerts(&queue).await;
+    assert_eq!(alerts.len(), 1, "one alert, for the hour over both levels");
+    let alert: RedAlert = serde_json::from_slice(&alerts[0].delivery.data).expect("alert JSON");
+    assert_eq!(alert.event_id, events[1].event_id);
+    running.stop().await;
+    carbon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_stream_stores_no_duplicate_recommendation_or_alert() {
     let harness = Harness::new("rec-redeliver", 1).await;
     let queue = harness.bind_alert_queue().await;

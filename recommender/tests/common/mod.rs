@@ -32,6 +32,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use recommender::domain::Thresholds;
+use recommender::store::Store;
 use recommender::{Config, Metrics, Recommender};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -131,6 +132,31 @@ impl Harness {
             shutdown,
             task,
             metrics,
+        }
+    }
+
+    /// Stores `events` in `readings` as billing would have, migrating the schema first.
+    pub async fn store_as_billing(&self, events: &[ConsumptionEvent]) {
+        Store::from_pool(self.db.pool.clone())
+            .migrate()
+            .await
+            .expect("schema migrated");
+        for event in events {
+            sqlx::query(
+                "INSERT INTO readings (event_id, property_id, meter_id, kind, kwh, period_start, \
+                 period_end, utc_offset_secs, region) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+            )
+            .bind(event.event_id)
+            .bind(event.property_id.as_str())
+            .bind(event.meter_id.as_deref())
+            .bind(event.kind.as_str())
+            .bind(event.kwh)
+            .bind(event.period_start.to_utc())
+            .bind(event.period_end.to_utc())
+            .bind(&event.region)
+            .execute(&self.db.pool)
+            .await
+            .expect("reading stored");
         }
     }
 
