@@ -7,11 +7,12 @@
 //! and the error is returned, so an orchestrator restarts the process.
 
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -48,10 +49,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     crate::install_crypto_provider();
+    // Planned on every execution: the outbox starts empty and grows, and a generic plan cached
+    // while it was small would keep scanning all of it for the relay's updates.
+    let options = PgConnectOptions::from_str(&config.database_url)?
+        .options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(config.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&config.database_url)?;
+        .connect_lazy_with(options);
     migrate_when_reachable(&pool).await;
 
     let producer = relay::producer(&config.kafka_bootstrap_servers)?;

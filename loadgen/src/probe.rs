@@ -120,12 +120,17 @@ impl Probe {
     }
 
     /// Polls until every one of `ids` has a recommendation or `limit` passes; the count found.
+    /// Each poll asks only for the ids still missing, so the load the probe puts on PostgreSQL
+    /// while the recommender catches up shrinks with the backlog (a poll over every id scans
+    /// the whole table four times a second).
     pub async fn wait_recommended(&self, ids: &[Uuid], limit: Duration) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut missing: Vec<Uuid> = ids.to_vec();
         loop {
-            let count = self.count(Table::Recommendations, ids).await?;
-            if count >= ids.len() as i64 || tokio::time::Instant::now() >= deadline {
-                return Ok(count);
+            let found = self.recommended_at(&missing).await?;
+            missing.retain(|id| !found.contains_key(id));
+            if missing.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok((ids.len() - missing.len()) as i64);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
