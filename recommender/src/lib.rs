@@ -18,6 +18,8 @@ pub mod carbon;
 pub mod config;
 pub mod dead_letter;
 pub mod domain;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
 pub mod kafka;
 pub mod metrics;

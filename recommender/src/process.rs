@@ -457,26 +457,11 @@ impl Processor {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, TimeDelta};
-    use energy_contracts::event::SCHEMA_VERSION;
-    use energy_contracts::{EnergyKind, PropertyId};
-
     use super::*;
+    use crate::fixtures::hourly_event;
 
     fn event(kwh: f64) -> ConsumptionEvent {
-        let start = DateTime::parse_from_rfc3339("2026-01-05T10:00:00+00:00").expect("time");
-        ConsumptionEvent {
-            schema_version: SCHEMA_VERSION,
-            event_id: Uuid::now_v7(),
-            property_id: PropertyId::parse("house-1").expect("valid id"),
-            meter_id: Some("m-1".into()),
-            kind: EnergyKind::Electricity,
-            kwh,
-            period_start: start,
-            period_end: start + TimeDelta::hours(1),
-            region: "GB".into(),
-            received_at: Utc::now(),
-        }
+        hourly_event("house-1", Some("m-1"), 10, kwh)
     }
 
     #[test]

@@ -484,26 +484,12 @@ async fn insert_alerts(
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
-    use energy_contracts::EnergyKind;
-    use energy_contracts::event::SCHEMA_VERSION;
 
     use super::*;
+    use crate::fixtures::hourly_event;
 
     fn event(property: &str, hour: i64, kwh: f64) -> ConsumptionEvent {
-        let start = DateTime::parse_from_rfc3339("2026-01-05T00:00:00+00:00").expect("time")
-            + TimeDelta::hours(hour);
-        ConsumptionEvent {
-            schema_version: SCHEMA_VERSION,
-            event_id: Uuid::now_v7(),
-            property_id: PropertyId::parse(property).expect("valid id"),
-            meter_id: None,
-            kind: EnergyKind::Electricity,
-            kwh,
-            period_start: start,
-            period_end: start + TimeDelta::hours(1),
-            region: "GB".into(),
-            received_at: Utc::now(),
-        }
+        hourly_event(property, None, hour, kwh)
     }
 
     fn window(event: &ConsumptionEvent, hours_back: i64) -> HistoryWindow<'_> {
