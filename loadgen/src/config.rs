@@ -56,6 +56,12 @@ pub struct Config {
     /// Length of the steady phase, seconds.
     #[arg(long, env = "LOADGEN_STEADY_SECS", default_value_t = 30)]
     pub steady_secs: u64,
+    /// Length of an unmeasured warm-up at the steady rate before the first phase, seconds:
+    /// a freshly started Kafka broker spends its first seconds compiling its own code (the
+    /// JVM's JIT), which would count as the platform's latency. Its readings are still in the
+    /// no-loss check.
+    #[arg(long, env = "LOADGEN_WARMUP_SECS", default_value_t = 10)]
+    pub warmup_secs: u64,
     /// In the steady phase, one reading in this many is above the RED limit (on a property of
     /// its own, so cooldown does not swallow it).
     #[arg(long, env = "LOADGEN_ALERT_EVERY", default_value_t = 20)]
@@ -112,6 +118,7 @@ impl Config {
             batch_size: self.batch_size.min(50),
             steady_rate: self.steady_rate.min(50),
             steady_secs: self.steady_secs.min(2),
+            warmup_secs: 0,
             concurrency: self.concurrency.min(8),
             properties: self.properties.min(40),
             skip_ceilings: true,

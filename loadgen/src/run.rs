@@ -45,7 +45,8 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
     let rss = config.billing_pid.map(RssSampler::start);
 
     let steady_count = (config.steady_rate as u64 * config.steady_secs) as usize;
-    let total = steady_count + config.single_readings + config.batch_readings;
+    let warmup_count = (config.steady_rate as u64 * config.warmup_secs) as usize;
+    let total = warmup_count + steady_count + config.single_readings + config.batch_readings;
     let mut workload = Workload::new(
         &run_id,
         config.properties,
@@ -55,6 +56,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
     );
     let lanes = config.concurrency.max(1);
 
+    let warmup_plan = workload.plan(warmup_count, lanes, None, 0.0);
     let steady_plan = workload.plan(
         steady_count,
         lanes,
@@ -64,8 +66,21 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
     let single_plan = workload.plan(config.single_readings, lanes, None, 0.0);
     let batch_plan = workload.plan(config.batch_readings, lanes, None, 0.0);
 
-    // The three phases, each followed by the wait for the recommender.
+    // The warm-up, reported nowhere but in the no-loss check; then the three phases, each
+    // followed by the wait for the recommender.
     let rate = f64::from(config.steady_rate.max(1));
+    let warmup = phase(
+        &driver,
+        &probe,
+        "warm-up",
+        warmup_plan,
+        Mode::Paced { rate },
+        Duration::from_secs(config.warmup_secs + 5),
+        &config,
+        progress,
+        None,
+    )
+    .await?;
     let steady_limit = Duration::from_secs(config.steady_secs + 5);
     let steady = phase(
         &driver,
@@ -141,7 +156,12 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report> {
 
     // The no-loss check over every reading billing accepted in this run.
     let offsets_after = probe.topic_end_offsets().await?;
-    let outcomes = [&steady.outcome, &single.outcome, &batch.outcome];
+    let outcomes = [
+        &warmup.outcome,
+        &steady.outcome,
+        &single.outcome,
+        &batch.outcome,
+    ];
     let no_loss = no_loss(&probe, &outcomes, offsets_after - offsets_before, &config).await?;
 
     let machine = Machine::describe(&probe, &driver).await;
