@@ -215,13 +215,13 @@ async fn an_applied_platform_gets_its_topic_topology_workloads_and_a_ready_statu
         assert_eq!(found.status, "True", "{type_}: {}", found.message);
     }
     assert_eq!(platform.finalizers(), [FINALIZER.to_string()]);
-    let events = world.events("plat").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, n)| t == "Normal" && r == "Applied" && n.contains("topic")),
-        "{events:?}"
-    );
+    world
+        .wait_event(
+            "plat",
+            "a Normal Applied event about the topic",
+            |(t, r, n)| t == "Normal" && r == "Applied" && n.contains("topic"),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,13 +361,11 @@ async fn a_topic_with_more_partitions_than_asked_fails_its_condition_with_the_re
             .expect("count"),
         4
     );
-    let events = world.events("plat").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "PartitionDecrease"),
-        "{events:?}"
-    );
+    world
+        .wait_event("plat", "a PartitionDecrease warning", |(t, r, _)| {
+            t == "Warning" && r == "PartitionDecrease"
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,6 +190,23 @@ impl World {
         .await
     }
 
+    /// Waits for an Event about `name` that `wanted` accepts: the operator publishes its Events
+    /// after the status write they follow, so a test that has seen the status polls for them.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        what: &str,
+        wanted: impl Fn(&(String, String, String)) -> bool,
+    ) -> (String, String, String) {
+        eventually(what, CONVERGE, || async {
+            self.events(name)
+                .await
+                .into_iter()
+                .find(|event| wanted(event))
+        })
+        .await
+    }
+
     /// Events about the resource `name`, as `(type, reason, note)`.
     pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
         let api = self.api::<k8s_openapi::api::events::v1::Event>();
